@@ -1,0 +1,53 @@
+// ClipConfig: the clip norms of each parameter group (one group: flat clipping; several: per-layer).
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "dpsgd/clipping/clip_factor.hpp"
+#include "dpsgd/core/error.hpp"
+#include "dpsgd/core/validate.hpp"
+
+namespace dpsgd {
+
+// Per-layer clipping clips each group k of an example's gradient to its own norm C_k; the whole
+// example then moves the sum by at most sqrt(sum_k C_k^2), the sensitivity the noise must cover.
+struct ClipConfig {
+  std::vector<double> group_clip_norms{1.0};
+  ClipMethod method = ClipMethod::kHard;
+  // gamma of automatic clipping; ignored by hard clipping.
+  double automatic_stability = 0.01;
+
+  static ClipConfig flat(double clip_norm, ClipMethod method = ClipMethod::kHard) {
+    return ClipConfig{{clip_norm}, method, 0.01};
+  }
+  static ClipConfig per_group(std::vector<double> clip_norms, ClipMethod method = ClipMethod::kHard) {
+    return ClipConfig{std::move(clip_norms), method, 0.01};
+  }
+
+  int num_groups() const { return static_cast<int>(group_clip_norms.size()); }
+
+  // L2 sensitivity of the clipped sum to adding or removing one example.
+  double sensitivity() const {
+    double total = 0.0;
+    for (const double c : group_clip_norms) total += c * c;
+    return std::sqrt(total);
+  }
+
+  // Throws InvalidArgument naming the offending field.
+  void validate() const {
+    DPSGD_CHECK_ARG(!group_clip_norms.empty(), "group_clip_norms must hold at least one clip norm, got none");
+    for (std::size_t k = 0; k < group_clip_norms.size(); ++k) {
+      const double c = group_clip_norms[k];
+      DPSGD_CHECK_ARG(std::isfinite(c) && c > 0.0,
+                      "group_clip_norms[" << k << "] must be finite and > 0, got " << c);
+    }
+    DPSGD_CHECK_ARG(method == ClipMethod::kHard || method == ClipMethod::kAutomatic,
+                    "method must be ClipMethod::kHard or ClipMethod::kAutomatic, got " << static_cast<int>(method));
+    DPSGD_CHECK_ARG(method != ClipMethod::kAutomatic ||
+                        (std::isfinite(automatic_stability) && automatic_stability > 0.0),
+                    "automatic_stability must be finite and > 0, got " << automatic_stability);
+  }
+};
+
+}  // namespace dpsgd

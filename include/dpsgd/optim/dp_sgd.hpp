@@ -1,0 +1,108 @@
+// DpSgd: the step driver that turns a clipped gradient sum into a private update and records it.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <type_traits>
+
+#include "dpsgd/clipping/clip_config.hpp"
+#include "dpsgd/core/error.hpp"
+#include "dpsgd/core/validate.hpp"
+#include "dpsgd/noise/gaussian_noise.hpp"
+#include "dpsgd/noise/secure_seed.hpp"
+#include "dpsgd/optim/optimizer.hpp"
+#include "dpsgd/optim/privacy_accountant.hpp"
+
+namespace dpsgd {
+
+struct DpSgdConfig {
+  // sigma: the noise stddev is sigma * clip.sensitivity().
+  double noise_multiplier = 1.0;
+  // q of the Poisson sampler, recorded for the accountant.
+  double sampling_rate = 0.01;
+  // The public constant the noisy sum is divided by, normally q N. Never the realised batch size:
+  // that is a function of the private data (see docs/privacy.md).
+  double expected_batch_size = 1.0;
+  ClipConfig clip = ClipConfig::flat(1.0);
+  NoiseMode noise_mode = NoiseMode::kStandard;
+  // For truncated Poisson sampling: recorded so the accountant can charge for truncation.
+  std::int64_t dataset_size = 0;
+  std::int64_t capacity = 0;
+
+  void validate() const {
+    validate_noise_multiplier(noise_multiplier);
+    validate_sampling_rate(sampling_rate);
+    validate_positive("expected_batch_size", expected_batch_size);
+    clip.validate();
+    DPSGD_CHECK_ARG(dataset_size >= 0 && capacity >= 0, "dataset_size and capacity must be >= 0, got "
+                                                            << dataset_size << " and " << capacity);
+  }
+};
+
+// One object per training run. Each step(): check the clipped sum, record the step with the
+// accountant (write-ahead), add N(0, (sigma C)^2) per coordinate, divide by the expected batch
+// size, and let the optimiser update the parameters.
+template <typename Scalar>
+class DpSgd {
+  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>);
+
+ public:
+  // The noise seed comes from the OS CSPRNG.
+  DpSgd(const DpSgdConfig& config, std::unique_ptr<Optimizer<Scalar>> optimizer,
+        PrivacyAccountant* accountant = nullptr)
+      : DpSgd(config, std::move(optimizer), secure_random_seed(), accountant) {}
+  // Explicit noise seed: reproducible, for tests and research only.
+  DpSgd(const DpSgdConfig& config, std::unique_ptr<Optimizer<Scalar>> optimizer, std::uint64_t noise_seed,
+        PrivacyAccountant* accountant = nullptr)
+      : config_(config), optimizer_(std::move(optimizer)), noise_seed_(noise_seed), accountant_(accountant) {
+    config_.validate();
+    DPSGD_CHECK_ARG(optimizer_ != nullptr, "optimizer must not be null");
+  }
+
+  // `gradient` holds sum_i c_i g_i on entry and the privatised mean gradient on return.
+  // Throws InvalidArgument if the sizes differ or the sum holds NaN or inf (clipping never
+  // produces them, so they signal a bug upstream that noise would otherwise hide).
+  void step(std::span<Scalar> params, std::span<Scalar> gradient) {
+    DPSGD_CHECK_ARG(params.size() == gradient.size(), "params.size() = " << params.size()
+                                                                         << " must equal gradient.size() = " << gradient.size());
+    for (std::size_t j = 0; j < gradient.size(); ++j) {
+      DPSGD_CHECK_ARG(std::isfinite(gradient[j]), "gradient[" << j << "] is " << gradient[j]
+                                                              << "; the clipped sum must be finite");
+    }
+    if (accountant_ != nullptr) {
+      accountant_->record(DpStepRecord{next_step_, config_.sampling_rate, config_.noise_multiplier,
+                                       config_.dataset_size, config_.capacity});
+    }
+    add_gaussian_noise<Scalar>(gradient, noise_stddev(), NoiseKey{noise_seed_, next_step_, 0}, config_.noise_mode);
+    const auto scale = static_cast<Scalar>(1.0 / config_.expected_batch_size);
+    for (auto& g : gradient) g *= scale;
+    optimizer_->update(params, gradient);
+    ++next_step_;
+  }
+
+  double noise_stddev() const { return config_.noise_multiplier * config_.clip.sensitivity(); }
+  // The index of the next step: pass it to PoissonSampler::sample so that batches and noise
+  // advance together.
+  std::uint64_t next_step() const { return next_step_; }
+  // For resuming a run: steps already taken must never be taken again with the same noise.
+  void resume_at(std::uint64_t next_step) {
+    DPSGD_CHECK_ARG(next_step >= next_step_, "next_step must be >= " << next_step_
+                                                                     << " (reusing a step's noise breaks privacy), got "
+                                                                     << next_step);
+    next_step_ = next_step;
+  }
+  const DpSgdConfig& config() const { return config_; }
+  std::uint64_t noise_seed() const { return noise_seed_; }
+  Optimizer<Scalar>& optimizer() { return *optimizer_; }
+
+ private:
+  DpSgdConfig config_;
+  std::unique_ptr<Optimizer<Scalar>> optimizer_;
+  std::uint64_t noise_seed_;
+  PrivacyAccountant* accountant_;
+  std::uint64_t next_step_ = 0;
+};
+
+}  // namespace dpsgd

@@ -1,0 +1,150 @@
+// Optimisers over a flat parameter vector: SGD, momentum (heavy-ball or Nesterov) and Adam.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "dpsgd/core/error.hpp"
+#include "dpsgd/core/validate.hpp"
+
+namespace dpsgd {
+
+// Applies one update params <- params - step(gradient). Optimisers see only the privatised gradient,
+// so any post-processing they do keeps the DP guarantee.
+template <typename Scalar>
+class Optimizer {
+  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>);
+
+ public:
+  virtual ~Optimizer() = default;
+  // Throws InvalidArgument if the sizes differ, or differ from the size of the first call (the
+  // optimiser's state is sized then).
+  void update(std::span<Scalar> params, std::span<const Scalar> gradient) {
+    DPSGD_CHECK_ARG(params.size() == gradient.size(), "params.size() = " << params.size()
+                                                                         << " must equal gradient.size() = " << gradient.size());
+    DPSGD_CHECK_ARG(size_ == 0 || params.size() == size_,
+                    "params.size() must stay " << size_ << " across updates, got " << params.size());
+    size_ = params.size();
+    apply(params, gradient);
+  }
+  virtual std::string name() const = 0;
+  // The optimiser's state as a flat vector (for checkpoints) and back.
+  virtual std::vector<double> state() const { return {}; }
+  virtual void set_state(const std::vector<double>& state) {
+    DPSGD_CHECK_ARG(state.empty(), name() << " has no state, got " << state.size() << " values");
+  }
+
+ protected:
+  virtual void apply(std::span<Scalar> params, std::span<const Scalar> gradient) = 0;
+  std::size_t size_ = 0;
+};
+
+template <typename Scalar>
+class Sgd final : public Optimizer<Scalar> {
+ public:
+  explicit Sgd(double learning_rate) : learning_rate_(learning_rate) { validate_positive("learning_rate", learning_rate); }
+  std::string name() const override { return "sgd"; }
+
+ protected:
+  void apply(std::span<Scalar> params, std::span<const Scalar> gradient) override {
+    const auto lr = static_cast<Scalar>(learning_rate_);
+    for (std::size_t j = 0; j < params.size(); ++j) params[j] -= lr * gradient[j];
+  }
+
+ private:
+  double learning_rate_;
+};
+
+// v <- mu v + g; params <- params - lr v (heavy ball), or - lr (g + mu v) with Nesterov.
+template <typename Scalar>
+class Momentum final : public Optimizer<Scalar> {
+ public:
+  Momentum(double learning_rate, double momentum, bool nesterov = false)
+      : learning_rate_(learning_rate), momentum_(momentum), nesterov_(nesterov) {
+    validate_positive("learning_rate", learning_rate);
+    DPSGD_CHECK_ARG(std::isfinite(momentum) && momentum >= 0.0 && momentum < 1.0,
+                    "momentum must be in [0, 1), got " << momentum);
+  }
+  std::string name() const override { return nesterov_ ? "nesterov" : "momentum"; }
+  std::vector<double> state() const override { return {velocity_.begin(), velocity_.end()}; }
+  void set_state(const std::vector<double>& state) override {
+    velocity_.assign(state.begin(), state.end());
+    this->size_ = velocity_.size();
+  }
+
+ protected:
+  void apply(std::span<Scalar> params, std::span<const Scalar> gradient) override {
+    if (velocity_.empty()) velocity_.assign(params.size(), Scalar{0});
+    const auto lr = static_cast<Scalar>(learning_rate_);
+    const auto mu = static_cast<Scalar>(momentum_);
+    for (std::size_t j = 0; j < params.size(); ++j) {
+      velocity_[j] = mu * velocity_[j] + gradient[j];
+      params[j] -= lr * (nesterov_ ? gradient[j] + mu * velocity_[j] : velocity_[j]);
+    }
+  }
+
+ private:
+  double learning_rate_;
+  double momentum_;
+  bool nesterov_;
+  std::vector<Scalar> velocity_;
+};
+
+// Adam (Kingma & Ba 2015) with bias correction.
+template <typename Scalar>
+class Adam final : public Optimizer<Scalar> {
+ public:
+  explicit Adam(double learning_rate, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-8)
+      : learning_rate_(learning_rate), beta1_(beta1), beta2_(beta2), epsilon_(epsilon) {
+    validate_positive("learning_rate", learning_rate);
+    DPSGD_CHECK_ARG(std::isfinite(beta1) && beta1 >= 0.0 && beta1 < 1.0, "beta1 must be in [0, 1), got " << beta1);
+    DPSGD_CHECK_ARG(std::isfinite(beta2) && beta2 >= 0.0 && beta2 < 1.0, "beta2 must be in [0, 1), got " << beta2);
+    validate_positive("epsilon", epsilon);
+  }
+  std::string name() const override { return "adam"; }
+  std::vector<double> state() const override {
+    std::vector<double> s{static_cast<double>(steps_)};
+    s.insert(s.end(), first_.begin(), first_.end());
+    s.insert(s.end(), second_.begin(), second_.end());
+    return s;
+  }
+  void set_state(const std::vector<double>& state) override {
+    DPSGD_CHECK_ARG(state.size() % 2 == 1, "adam state must hold 1 + 2 P values, got " << state.size());
+    const std::size_t p = (state.size() - 1) / 2;
+    steps_ = static_cast<std::uint64_t>(state[0]);
+    first_.assign(state.begin() + 1, state.begin() + 1 + static_cast<std::ptrdiff_t>(p));
+    second_.assign(state.begin() + 1 + static_cast<std::ptrdiff_t>(p), state.end());
+    this->size_ = p;
+  }
+
+ protected:
+  void apply(std::span<Scalar> params, std::span<const Scalar> gradient) override {
+    if (first_.empty()) {
+      first_.assign(params.size(), Scalar{0});
+      second_.assign(params.size(), Scalar{0});
+    }
+    ++steps_;
+    const double correction1 = 1.0 - std::pow(beta1_, static_cast<double>(steps_));
+    const double correction2 = 1.0 - std::pow(beta2_, static_cast<double>(steps_));
+    const auto step_size = static_cast<Scalar>(learning_rate_ * std::sqrt(correction2) / correction1);
+    const auto b1 = static_cast<Scalar>(beta1_);
+    const auto b2 = static_cast<Scalar>(beta2_);
+    const auto eps = static_cast<Scalar>(epsilon_ * std::sqrt(correction2));
+    for (std::size_t j = 0; j < params.size(); ++j) {
+      first_[j] = b1 * first_[j] + (1 - b1) * gradient[j];
+      second_[j] = b2 * second_[j] + (1 - b2) * gradient[j] * gradient[j];
+      params[j] -= step_size * first_[j] / (std::sqrt(second_[j]) + eps);
+    }
+  }
+
+ private:
+  double learning_rate_, beta1_, beta2_, epsilon_;
+  std::uint64_t steps_ = 0;
+  std::vector<Scalar> first_, second_;
+};
+
+}  // namespace dpsgd

@@ -1,0 +1,115 @@
+// Tests of add_gaussian_noise: determinism across threads, offsets, precisions, and bad arguments.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "dpsgd/noise/gaussian_noise.hpp"
+#include "dpsgd/noise/secure_seed.hpp"
+
+namespace dpsgd {
+namespace {
+
+template <typename Scalar>
+std::vector<Scalar> noise_with_threads(int threads, std::size_t size, NoiseMode mode) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  std::vector<Scalar> values(size, Scalar{0});
+  add_gaussian_noise<Scalar>(values, 1.5, NoiseKey{1234, 77, 2}, mode);
+  omp_set_num_threads(saved);
+  return values;
+}
+
+TEST(GaussianNoise, BitIdenticalForOneAndTwoThreads) {
+  for (NoiseMode mode : {NoiseMode::kStandard, NoiseMode::kSecure}) {
+    const auto one = noise_with_threads<float>(1, 300001, mode);
+    const auto two = noise_with_threads<float>(2, 300001, mode);
+    EXPECT_EQ(one, two);
+    const auto one_d = noise_with_threads<double>(1, 100003, mode);
+    const auto two_d = noise_with_threads<double>(2, 100003, mode);
+    EXPECT_EQ(one_d, two_d);
+  }
+}
+
+TEST(GaussianNoise, ValueDependsOnlyOnKeyAndCoordinate) {
+  // Noising a buffer in two pieces with first_coordinate gives exactly the noise of one piece,
+  // including splits at odd coordinates (Box-Muller produces values in pairs).
+  std::vector<double> whole(1001, 0.0);
+  const NoiseKey key{99, 5, 0};
+  add_gaussian_noise<double>(whole, 2.0, key);
+  for (std::size_t split : {0u, 1u, 2u, 333u, 1000u, 1001u}) {
+    std::vector<double> parts(1001, 0.0);
+    add_gaussian_noise<double>(std::span<double>(parts).first(split), 2.0, key, NoiseMode::kStandard, 0);
+    add_gaussian_noise<double>(std::span<double>(parts).subspan(split), 2.0, key, NoiseMode::kStandard, split);
+    EXPECT_EQ(parts, whole) << "split at " << split;
+  }
+}
+
+TEST(GaussianNoise, FloatIsTheRoundedDoubleNoise) {
+  std::vector<float> f(4097, 0.0f);
+  std::vector<double> d(4097, 0.0);
+  const NoiseKey key{5, 6, 7};
+  add_gaussian_noise<float>(f, 0.75, key);
+  add_gaussian_noise<double>(d, 0.75, key);
+  for (std::size_t i = 0; i < f.size(); ++i) ASSERT_EQ(f[i], static_cast<float>(d[i])) << i;
+}
+
+TEST(GaussianNoise, AddsToExistingValuesAndScalesWithStddev) {
+  std::vector<double> base(64, 10.0), unit(64, 0.0), scaled(64, 10.0);
+  const NoiseKey key{1, 2, 3};
+  add_gaussian_noise<double>(unit, 1.0, key);
+  add_gaussian_noise<double>(scaled, 3.0, key);
+  for (std::size_t i = 0; i < base.size(); ++i) EXPECT_DOUBLE_EQ(scaled[i], 10.0 + 3.0 * unit[i]);
+}
+
+TEST(GaussianNoise, ZeroStddevAndEmptyBufferChangeNothing) {
+  std::vector<float> values{1.0f, -2.0f, 3.0f};
+  add_gaussian_noise<float>(values, 0.0, NoiseKey{});
+  EXPECT_EQ(values, (std::vector<float>{1.0f, -2.0f, 3.0f}));
+  std::vector<float> empty;
+  EXPECT_NO_THROW(add_gaussian_noise<float>(empty, 1.0, NoiseKey{}));
+}
+
+TEST(GaussianNoise, DifferentStepsStreamsAndSeedsDiffer) {
+  const auto draw = [](NoiseKey key) {
+    std::vector<double> v(8, 0.0);
+    add_gaussian_noise<double>(v, 1.0, key);
+    return v;
+  };
+  const auto base = draw({1, 1, 1});
+  EXPECT_NE(base, draw({2, 1, 1}));
+  EXPECT_NE(base, draw({1, 2, 1}));
+  EXPECT_NE(base, draw({1, 1, 2}));
+  EXPECT_NE(base, draw({1, std::uint64_t{1} << 32 | 1, 1}));  // high word of the step counts too
+}
+
+TEST(GaussianNoise, RejectsBadArguments) {
+  std::vector<float> values(4, 0.0f);
+  for (double bad : {-1.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+                     -std::numeric_limits<double>::infinity()}) {
+    EXPECT_THROW(add_gaussian_noise<float>(values, bad, NoiseKey{}), InvalidArgument) << bad;
+  }
+  EXPECT_THROW(add_gaussian_noise<float>(values, 1.0, NoiseKey{}, static_cast<NoiseMode>(7)), InvalidArgument);
+  // Coordinates past the 2^33 normals of one stream would wrap the block counter and repeat noise.
+  EXPECT_THROW(add_gaussian_noise<float>(values, 1.0, NoiseKey{}, NoiseMode::kStandard, (std::uint64_t{1} << 33) - 2),
+               InvalidArgument);
+  EXPECT_THROW(add_gaussian_noise<float>(values, 1.0, NoiseKey{}, NoiseMode::kSecure, (std::uint64_t{1} << 31) - 2),
+               InvalidArgument);
+  EXPECT_NO_THROW(add_gaussian_noise<float>(values, 1.0, NoiseKey{}, NoiseMode::kStandard, (std::uint64_t{1} << 33) - 4));
+  try {
+    add_gaussian_noise<float>(values, -2.5, NoiseKey{});
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("stddev"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("-2.5"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SecureSeed, DrawsDistinctSeeds) {
+  // Two equal 64-bit draws from the CSPRNG: probability 2^-64, a failure means a broken source.
+  EXPECT_NE(secure_random_seed(), secure_random_seed());
+}
+
+}  // namespace
+}  // namespace dpsgd
