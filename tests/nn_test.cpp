@@ -1,0 +1,157 @@
+// Tests of the reference layers: finite-difference gradients and ghost clipping against brute force.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "dpsgd/clipping/dense_clipping.hpp"
+#include "dpsgd/nn/mlp.hpp"
+#include "dpsgd/nn/softmax_cross_entropy.hpp"
+
+namespace dpsgd::nn {
+namespace {
+
+struct Problem {
+  RowMajorMatrix<double> x;
+  std::vector<std::int32_t> labels;
+  std::vector<std::uint8_t> mask;
+};
+
+Problem random_problem(std::uint64_t seed, std::int64_t batch, std::int64_t inputs, std::int32_t classes) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  Problem p{RowMajorMatrix<double>(batch, inputs), {}, {}};
+  for (Eigen::Index i = 0; i < p.x.size(); ++i) p.x.data()[i] = normal(rng);
+  for (std::int64_t i = 0; i < batch; ++i) {
+    p.labels.push_back(static_cast<std::int32_t>(rng() % classes));
+    p.mask.push_back(i % 4 != 3);  // every fourth slot is padding
+  }
+  return p;
+}
+
+double total_loss(Mlp<double>& model, const Problem& p) {
+  return softmax_cross_entropy<double>(model.forward(p.x), p.labels, p.mask).total_loss;
+}
+
+std::vector<double> analytic_gradient(Mlp<double>& model, const Problem& p) {
+  const auto loss = softmax_cross_entropy<double>(model.forward(p.x), p.labels, p.mask);
+  model.backward(loss.logit_grads);
+  std::vector<double> grad(static_cast<std::size_t>(model.num_parameters()), 0.0);
+  model.gradient_sum(p.mask, grad);
+  return grad;
+}
+
+class MlpFiniteDifference : public ::testing::TestWithParam<ActivationKind> {};
+
+TEST_P(MlpFiniteDifference, GradientMatchesCentralDifferences) {
+  const Problem p = random_problem(11, 8, 5, 3);
+  Mlp<double> model({5, 7, 6, 3}, GetParam(), 42);
+  const std::vector<double> grad = analytic_gradient(model, p);
+  auto params = model.parameters();
+  const double h = 1e-6;
+  for (std::size_t j = 0; j < params.size(); ++j) {
+    const double saved = params[j];
+    params[j] = saved + h;
+    const double up = total_loss(model, p);
+    params[j] = saved - h;
+    const double down = total_loss(model, p);
+    params[j] = saved;
+    const double numeric = (up - down) / (2 * h);
+    EXPECT_NEAR(grad[j], numeric, 1e-6 * std::max(1.0, std::abs(numeric))) << "parameter " << j;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Activations, MlpFiniteDifference, ::testing::Values(ActivationKind::kRelu, ActivationKind::kTanh),
+                         [](const auto& param_info) { return param_info.param == ActivationKind::kRelu ? "Relu" : "Tanh"; });
+
+// Per-example gradients by running each example alone: the brute force ghost clipping avoids.
+RowMajorMatrix<double> materialised_per_example_gradients(Mlp<double>& model, const Problem& p) {
+  RowMajorMatrix<double> rows = RowMajorMatrix<double>::Zero(p.x.rows(), model.num_parameters());
+  for (Eigen::Index i = 0; i < p.x.rows(); ++i) {
+    Problem one{p.x.row(i), {p.labels[i]}, {1}};
+    const std::vector<double> g = analytic_gradient(model, one);
+    rows.row(i) = Eigen::Map<const Eigen::RowVectorXd>(g.data(), static_cast<Eigen::Index>(g.size()));
+  }
+  return rows;
+}
+
+class MlpGhostClipping : public ::testing::TestWithParam<bool> {};
+
+TEST_P(MlpGhostClipping, MatchesDenseClippingOfMaterialisedGradients) {
+  const bool per_layer = GetParam();
+  for (std::uint64_t seed : {1u, 2u, 3u}) {
+    SCOPED_TRACE(::testing::Message() << "seed=" << seed);
+    const Problem p = random_problem(seed, 12, 6, 4);
+    Mlp<double> model({6, 9, 4}, ActivationKind::kTanh, seed);
+    const RowMajorMatrix<double> rows = materialised_per_example_gradients(model, p);
+    const ClipConfig config = per_layer ? ClipConfig::per_group({0.4, 0.3}) : ClipConfig::flat(0.5);
+
+    std::vector<double> dense(static_cast<std::size_t>(model.num_parameters()), 0.0);
+    const ClipFactors expected = clip_and_accumulate<double>(rows, p.mask, config, dense,
+                                                             per_layer ? std::span<const std::int64_t>(model.layer_offsets())
+                                                                       : std::span<const std::int64_t>());
+    const auto loss = softmax_cross_entropy<double>(model.forward(p.x), p.labels, p.mask);
+    model.backward(loss.logit_grads);
+    std::vector<double> ghost(dense.size(), 0.0);
+    const ClipFactors got = model.clipped_gradient_sum(p.mask, config, ghost);
+    for (std::size_t j = 0; j < dense.size(); ++j) EXPECT_NEAR(ghost[j], dense[j], 1e-12 + 1e-10 * std::abs(dense[j])) << j;
+    for (Eigen::Index i = 0; i < rows.rows(); ++i) {
+      if (!p.mask[i]) continue;  // the loss gives padding slots a zero gradient; the brute force does not
+      EXPECT_NEAR(got.stats.norms[i], expected.stats.norms[i], 1e-10 * expected.stats.norms[i]);
+    }
+    EXPECT_EQ(got.stats.num_clipped, expected.stats.num_clipped);
+    EXPECT_GT(got.stats.num_clipped, 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(FlatAndPerLayer, MlpGhostClipping, ::testing::Bool());
+
+TEST(SoftmaxCrossEntropy, ValuesAndPadding) {
+  RowMajorMatrix<float> logits = RowMajorMatrix<float>::Zero(2, 4);
+  logits(1, 2) = 100.0f;  // large logits must not overflow
+  std::vector<std::int32_t> labels{1, -7};  // the padding slot's label is never read
+  std::vector<std::uint8_t> mask{1, 0};
+  const auto r = softmax_cross_entropy<float>(logits, labels, mask);
+  EXPECT_NEAR(r.total_loss, std::log(4.0), 1e-12);
+  EXPECT_EQ(r.num_examples, 1);
+  EXPECT_NEAR(r.logit_grads(0, 1), 0.25 - 1.0, 1e-7);
+  EXPECT_NEAR(r.logit_grads(0, 0), 0.25, 1e-7);
+  EXPECT_EQ(r.logit_grads.row(1).squaredNorm(), 0.0f);
+  mask[1] = 1;
+  EXPECT_THROW(softmax_cross_entropy<float>(logits, labels, mask), InvalidArgument);
+  std::vector<std::int32_t> one_label{0};
+  EXPECT_THROW(softmax_cross_entropy<float>(logits, one_label, mask), InvalidArgument);
+  RowMajorMatrix<float> one_class = RowMajorMatrix<float>::Zero(2, 1);
+  EXPECT_THROW(softmax_cross_entropy<float>(one_class, labels, mask), InvalidArgument);
+}
+
+TEST(Mlp, RejectsBadArguments) {
+  EXPECT_THROW(Mlp<float>({5}, ActivationKind::kRelu, 1), InvalidArgument);
+  EXPECT_THROW(Mlp<float>({5, 0, 2}, ActivationKind::kRelu, 1), InvalidArgument);
+  EXPECT_THROW(Mlp<float>({5, 3, 2}, static_cast<ActivationKind>(4), 1), InvalidArgument);
+  Mlp<float> model({3, 4, 2}, ActivationKind::kRelu, 1);
+  std::vector<float> grad(static_cast<std::size_t>(model.num_parameters()), 0.0f);
+  std::vector<std::uint8_t> mask(2, 1);
+  EXPECT_THROW(model.gradient_sum(mask, grad), InvalidArgument);  // no forward/backward yet
+  RowMajorMatrix<float> wrong_width = RowMajorMatrix<float>::Ones(2, 4);
+  EXPECT_THROW(model.forward(wrong_width), InvalidArgument);
+  RowMajorMatrix<float> x = RowMajorMatrix<float>::Ones(2, 3);
+  model.forward(x);
+  EXPECT_THROW(model.backward(RowMajorMatrix<float>::Ones(3, 2)), InvalidArgument);
+  model.backward(RowMajorMatrix<float>::Ones(2, 2));
+  std::vector<float> short_grad(3, 0.0f);
+  EXPECT_THROW(model.gradient_sum(mask, short_grad), InvalidArgument);
+  EXPECT_THROW(model.clipped_gradient_sum(mask, ClipConfig::per_group({1.0, 1.0, 1.0}), grad), InvalidArgument);
+  EXPECT_NO_THROW(model.clipped_gradient_sum(mask, ClipConfig::per_group({1.0, 1.0}), grad));
+}
+
+TEST(Mlp, InitialisationIsDeterministicInTheSeed) {
+  Mlp<float> a({4, 8, 3}, ActivationKind::kRelu, 5), b({4, 8, 3}, ActivationKind::kRelu, 5),
+      c({4, 8, 3}, ActivationKind::kRelu, 6);
+  EXPECT_TRUE(std::equal(a.parameters().begin(), a.parameters().end(), b.parameters().begin()));
+  EXPECT_FALSE(std::equal(a.parameters().begin(), a.parameters().end(), c.parameters().begin()));
+  for (float w : a.parameters().first(32)) EXPECT_LE(std::abs(w), 0.5f);  // bound 1/sqrt(4)
+}
+
+}  // namespace
+}  // namespace dpsgd::nn
