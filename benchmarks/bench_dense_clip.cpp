@@ -21,8 +21,13 @@ void BM_ClipAndAccumulate(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * batch * width * static_cast<std::int64_t>(sizeof(float)));
   state.SetItemsProcessed(state.iterations() * batch);
 }
-BENCHMARK(BM_ClipAndAccumulate)->Args({256, 1000})->Args({1024, 10000})->Args({1024, 100000})->Args({256, 1000000})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ClipAndAccumulate)
+    ->Args({256, 1000})
+    ->Args({1024, 10000})
+    ->Args({1024, 100000})
+    ->Args({256, 1000000})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -45,7 +45,11 @@ void BM_ClippedLinearGradient(benchmark::State& state) {
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(batch * d_in * d_out) * 1e-9,
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_ClippedLinearGradient)->Args({1024, 784, 512})->Args({256, 3072, 1024})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ClippedLinearGradient)
+    ->Args({1024, 784, 512})
+    ->Args({256, 3072, 1024})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -19,8 +19,12 @@ void BM_GaussianNoise(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * state.range(0));
   state.SetBytesProcessed(state.iterations() * state.range(0) * static_cast<std::int64_t>(sizeof(Scalar)));
 }
-BENCHMARK(BM_GaussianNoise<float>)->Args({1 << 20, 0})->Args({1 << 24, 0})->Args({1 << 24, 1})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GaussianNoise<float>)
+    ->Args({1 << 20, 0})
+    ->Args({1 << 24, 0})
+    ->Args({1 << 24, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_GaussianNoise<double>)->Args({1 << 24, 0})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

@@ -22,7 +22,10 @@ void BM_PoissonSample(benchmark::State& state) {
   state.SetItemsProcessed(members);
   state.counters["capacity"] = static_cast<double>(capacity);
 }
-BENCHMARK(BM_PoissonSample)->Args({60000, 234})->Args({1'000'000'000, 1'000'000})->Args({1'000'000'000, 1000})
+BENCHMARK(BM_PoissonSample)
+    ->Args({60000, 234})
+    ->Args({1'000'000'000, 1'000'000})
+    ->Args({1'000'000'000, 1000})
     ->Unit(benchmark::kMicrosecond);
 
 void BM_CapacityForTruncation(benchmark::State& state) {

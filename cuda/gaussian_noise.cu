@@ -14,7 +14,8 @@ __global__ void gaussian_noise_kernel(Scalar* values, std::uint64_t size, double
                                       NoiseKey key, NoiseMode mode, std::uint64_t first_coordinate) {
   const std::uint64_t thread = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x;
   if (mode == NoiseMode::kSecure) {
-    if (thread < size) values[thread] += static_cast<Scalar>(stddev * unit_noise_at(philox_key, key, mode, first_coordinate + thread));
+    if (thread < size)
+      values[thread] += static_cast<Scalar>(stddev * unit_noise_at(philox_key, key, mode, first_coordinate + thread));
     return;
   }
   // Blocks are aligned to even global coordinates; the first block may cover coordinate -1 locally.
@@ -42,14 +43,13 @@ void launch(Scalar* values, std::uint64_t size, double stddev, const NoiseKey& k
                                   << max_coordinates << " coordinates of one noise stream");
   if (size == 0 || stddev == 0.0) return;
   const PhiloxKey philox_key = derive_philox_key(key.seed, RandomDomain::kGaussianNoise);
-  const std::uint64_t threads = mode == NoiseMode::kSecure
-                                    ? size
-                                    : ((first_coordinate + size + 1) >> 1) - (first_coordinate >> 1);
+  const std::uint64_t threads =
+      mode == NoiseMode::kSecure ? size : ((first_coordinate + size + 1) >> 1) - (first_coordinate >> 1);
   constexpr unsigned kBlock = 256;
   const std::uint64_t grid = (threads + kBlock - 1) / kBlock;
   DPSGD_CHECK_ARG(grid <= 0x7fffffffULL, "size " << size << " needs more than 2^31 - 1 thread blocks");
-  gaussian_noise_kernel<Scalar><<<static_cast<unsigned>(grid), kBlock, 0, stream>>>(values, size, stddev, philox_key, key,
-                                                                                   mode, first_coordinate);
+  gaussian_noise_kernel<Scalar><<<static_cast<unsigned>(grid), kBlock, 0, stream>>>(values, size, stddev, philox_key,
+                                                                                    key, mode, first_coordinate);
   DPSGD_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -81,7 +81,7 @@ double binomial_upper_tail(std::int64_t n, double p, std::int64_t k) {
     double term = 0.0;
     for (std::int64_t j = k + 1; j <= n; ++j) {
       term = ((j - k - 1) % 4096 == 0) ? std::exp(binomial_log_pmf(n, p, j))
-                                        : term * (static_cast<double>(n - j + 1) / static_cast<double>(j)) * odds;
+                                       : term * (static_cast<double>(n - j + 1) / static_cast<double>(j)) * odds;
       sum += term;
       if (term <= kNegligible * sum || term == 0.0) break;
     }
@@ -91,7 +91,7 @@ double binomial_upper_tail(std::int64_t n, double p, std::int64_t k) {
   double term = 0.0;
   for (std::int64_t j = k; j >= 0; --j) {
     term = ((k - j) % 4096 == 0) ? std::exp(binomial_log_pmf(n, p, j))
-                                  : term * (static_cast<double>(j + 1) / static_cast<double>(n - j)) / odds;
+                                 : term * (static_cast<double>(j + 1) / static_cast<double>(n - j)) / odds;
     lower += term;
     if (term <= kNegligible * lower || term == 0.0) break;
   }

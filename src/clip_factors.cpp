@@ -6,14 +6,14 @@
 
 namespace dpsgd {
 
-ClipFactors compute_clip_factors(const Eigen::Ref<const SquaredNorms>& squared_norms, std::span<const std::uint8_t> mask,
-                                 const ClipConfig& config) {
+ClipFactors compute_clip_factors(const Eigen::Ref<const SquaredNorms>& squared_norms,
+                                 std::span<const std::uint8_t> mask, const ClipConfig& config) {
   config.validate();
   const Eigen::Index batch = squared_norms.rows();
   const Eigen::Index groups = squared_norms.cols();
   DPSGD_CHECK_ARG(batch >= 1, "squared_norms must have at least one row (batch slot), got " << batch);
-  DPSGD_CHECK_ARG(groups == config.num_groups(), "squared_norms has " << groups << " columns but config has "
-                                                                      << config.num_groups() << " groups");
+  DPSGD_CHECK_ARG(groups == config.num_groups(),
+                  "squared_norms has " << groups << " columns but config has " << config.num_groups() << " groups");
   DPSGD_CHECK_ARG(static_cast<Eigen::Index>(mask.size()) == batch,
                   "mask.size() must equal the batch size " << batch << ", got " << mask.size());
 

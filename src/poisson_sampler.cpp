@@ -24,10 +24,10 @@ class StepRandomStream {
 
   std::uint64_t next_u64() {
     if (buffered_ == 0) {
-      block_ = philox4x32_10(PhiloxCounter{{static_cast<std::uint32_t>(block_index_),
-                                            static_cast<std::uint32_t>(block_index_ >> 32),
-                                            static_cast<std::uint32_t>(step_), static_cast<std::uint32_t>(step_ >> 32)}},
-                             key_);
+      block_ = philox4x32_10(
+          PhiloxCounter{{static_cast<std::uint32_t>(block_index_), static_cast<std::uint32_t>(block_index_ >> 32),
+                         static_cast<std::uint32_t>(step_), static_cast<std::uint32_t>(step_ >> 32)}},
+          key_);
       ++block_index_;
       buffered_ = 2;
     }
@@ -77,7 +77,8 @@ PoissonSampler::PoissonSampler(std::int64_t dataset_size, double sampling_rate, 
   DPSGD_CHECK_ARG(capacity >= 1, "capacity must be >= 1, got " << capacity);
   // Slots beyond the dataset could never be filled; a larger capacity is almost surely a mix-up of
   // arguments, and would waste memory on padding every step.
-  DPSGD_CHECK_ARG(capacity <= dataset_size, "capacity must be <= dataset_size = " << dataset_size << ", got " << capacity);
+  DPSGD_CHECK_ARG(capacity <= dataset_size,
+                  "capacity must be <= dataset_size = " << dataset_size << ", got " << capacity);
 }
 
 double PoissonSampler::truncation_probability() const {

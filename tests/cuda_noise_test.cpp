@@ -12,11 +12,12 @@
 namespace dpsgd {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                     \
+#define SKIP_WITHOUT_GPU() \
   if (!cuda::device_available()) GTEST_SKIP() << "no CUDA device present: GPU test skipped"
 
 template <typename Scalar>
-std::vector<Scalar> gpu_noise(std::vector<Scalar> host, double stddev, NoiseKey key, NoiseMode mode, std::uint64_t first) {
+std::vector<Scalar> gpu_noise(std::vector<Scalar> host, double stddev, NoiseKey key, NoiseMode mode,
+                              std::uint64_t first) {
   Scalar* device = nullptr;
   EXPECT_EQ(cudaMalloc(&device, host.size() * sizeof(Scalar)), cudaSuccess);
   cudaMemcpy(device, host.data(), host.size() * sizeof(Scalar), cudaMemcpyHostToDevice);

@@ -18,7 +18,8 @@ struct LayerData {
   std::int64_t batch, t;
 };
 
-LayerData random_layer(std::mt19937_64& rng, std::int64_t batch, std::int64_t t, std::int64_t d_in, std::int64_t d_out) {
+LayerData random_layer(std::mt19937_64& rng, std::int64_t batch, std::int64_t t, std::int64_t d_in,
+                       std::int64_t d_out) {
   std::normal_distribution<double> normal;
   LayerData l{RowMajorMatrix<double>(batch * t, d_in), RowMajorMatrix<double>(batch * t, d_out), batch, t};
   for (Eigen::Index i = 0; i < l.a.size(); ++i) l.a.data()[i] = normal(rng);
@@ -47,7 +48,8 @@ void check_norms(const LayerData& l, GhostNormMethod method, bool bias) {
   for (std::int64_t i = 0; i < l.batch; ++i) {
     long double expected = per_example_weight_grad(rounded, i).squaredNorm();
     if (bias) expected += per_example_bias_grad(rounded, i).squaredNorm();
-    EXPECT_NEAR(norms(i, 1), static_cast<double>(expected), tolerance * static_cast<double>(expected)) << "example " << i;
+    EXPECT_NEAR(norms(i, 1), static_cast<double>(expected), tolerance * static_cast<double>(expected))
+        << "example " << i;
     EXPECT_EQ(norms(i, 0), 0.0);  // other groups untouched
   }
 }
@@ -55,7 +57,8 @@ void check_norms(const LayerData& l, GhostNormMethod method, bool bias) {
 TEST(GhostLinearNorms, MatchMaterialisedGradientsOnRandomShapes) {
   std::mt19937_64 shapes(1234);
   for (int trial = 0; trial < 10; ++trial) {
-    const std::int64_t batch = 1 + shapes() % 9, t = 1 + shapes() % 12, d_in = 1 + shapes() % 40, d_out = 1 + shapes() % 30;
+    const std::int64_t batch = 1 + shapes() % 9, t = 1 + shapes() % 12, d_in = 1 + shapes() % 40,
+                       d_out = 1 + shapes() % 30;
     const std::uint64_t seed = shapes();
     SCOPED_TRACE(::testing::Message() << "seed=" << seed << " B=" << batch << " T=" << t << " d_in=" << d_in
                                       << " d_out=" << d_out);
@@ -72,7 +75,7 @@ TEST(GhostLinearNorms, MatchMaterialisedGradientsOnRandomShapes) {
 
 TEST(GhostLinearNorms, MethodChoiceFollowsFlopCounts) {
   EXPECT_EQ(choose_ghost_norm_method({8, 1, 10, 10}), GhostNormMethod::kGram);
-  EXPECT_EQ(choose_ghost_norm_method({8, 16, 1024, 1024}), GhostNormMethod::kGram);     // short sequence, wide layer
+  EXPECT_EQ(choose_ghost_norm_method({8, 16, 1024, 1024}), GhostNormMethod::kGram);       // short sequence, wide layer
   EXPECT_EQ(choose_ghost_norm_method({8, 4096, 64, 64}), GhostNormMethod::kMaterialize);  // long sequence, narrow layer
 }
 
@@ -88,7 +91,8 @@ TEST(GhostLinearClippedGradient, MatchesWeightedSumOfMaterialisedGradients) {
     std::vector<double> bias_grad(5, -1.0);
     accumulate_linear_clipped_gradient<double>(l.a, l.dy, 6, factors, 1, weight_grad, bias_grad);
     MatrixLd expected = MatrixLd::Constant(5, 13, 0.5L);
-    Eigen::Matrix<long double, 1, Eigen::Dynamic> expected_bias = Eigen::Matrix<long double, 1, Eigen::Dynamic>::Constant(5, -1.0L);
+    Eigen::Matrix<long double, 1, Eigen::Dynamic> expected_bias =
+        Eigen::Matrix<long double, 1, Eigen::Dynamic>::Constant(5, -1.0L);
     for (std::int64_t i = 0; i < 6; ++i) {
       expected += static_cast<long double>(factors(i, 1)) * per_example_weight_grad(l, i);
       expected_bias += static_cast<long double>(factors(i, 1)) * per_example_bias_grad(l, i);
@@ -144,8 +148,8 @@ TEST(GhostLinear, MixesWithDenseBlocksInOneGroup) {
 TEST(GhostLinear, NonFiniteExamplesNeverReachTheGradient) {
   std::mt19937_64 rng(7);
   LayerData l = random_layer(rng, 4, 2, 3, 2);
-  l.a(2, 1) = std::numeric_limits<double>::quiet_NaN();   // example 1 (rows 2-3), a real example
-  l.dy(7, 0) = std::numeric_limits<double>::infinity();   // example 3, padding
+  l.a(2, 1) = std::numeric_limits<double>::quiet_NaN();  // example 1 (rows 2-3), a real example
+  l.dy(7, 0) = std::numeric_limits<double>::infinity();  // example 3, padding
   std::vector<std::uint8_t> mask{1, 1, 1, 0};
   SquaredNorms norms = SquaredNorms::Zero(4, 1);
   accumulate_linear_squared_norms<double>(l.a, l.dy, 4, true, norms);
@@ -179,7 +183,8 @@ TEST(GhostLinear, BiasOnlyPerExampleGradients) {
   const RowMajorMatrix<double> g = linear_bias_per_example_gradients<double>(l.dy, 3);
   ASSERT_EQ(g.rows(), 3);
   ASSERT_EQ(g.cols(), 5);
-  for (std::int64_t i = 0; i < 3; ++i) EXPECT_LT((g.row(i).cast<long double>() - per_example_bias_grad(l, i)).norm(), 1e-14L);
+  for (std::int64_t i = 0; i < 3; ++i)
+    EXPECT_LT((g.row(i).cast<long double>() - per_example_bias_grad(l, i)).norm(), 1e-14L);
 }
 
 TEST(GhostLinear, RejectsBadArguments) {

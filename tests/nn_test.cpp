@@ -61,8 +61,10 @@ TEST_P(MlpFiniteDifference, GradientMatchesCentralDifferences) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Activations, MlpFiniteDifference, ::testing::Values(ActivationKind::kRelu, ActivationKind::kTanh),
-                         [](const auto& param_info) { return param_info.param == ActivationKind::kRelu ? "Relu" : "Tanh"; });
+INSTANTIATE_TEST_SUITE_P(Activations, MlpFiniteDifference,
+                         ::testing::Values(ActivationKind::kRelu, ActivationKind::kTanh), [](const auto& param_info) {
+                           return param_info.param == ActivationKind::kRelu ? "Relu" : "Tanh";
+                         });
 
 // Per-example gradients by running each example alone: the brute force ghost clipping avoids.
 RowMajorMatrix<double> materialised_per_example_gradients(Mlp<double>& model, const Problem& p) {
@@ -87,14 +89,15 @@ TEST_P(MlpGhostClipping, MatchesDenseClippingOfMaterialisedGradients) {
     const ClipConfig config = per_layer ? ClipConfig::per_group({0.4, 0.3}) : ClipConfig::flat(0.5);
 
     std::vector<double> dense(static_cast<std::size_t>(model.num_parameters()), 0.0);
-    const ClipFactors expected = clip_and_accumulate<double>(rows, p.mask, config, dense,
-                                                             per_layer ? std::span<const std::int64_t>(model.layer_offsets())
-                                                                       : std::span<const std::int64_t>());
+    const ClipFactors expected = clip_and_accumulate<double>(
+        rows, p.mask, config, dense,
+        per_layer ? std::span<const std::int64_t>(model.layer_offsets()) : std::span<const std::int64_t>());
     const auto loss = softmax_cross_entropy<double>(model.forward(p.x), p.labels, p.mask);
     model.backward(loss.logit_grads);
     std::vector<double> ghost(dense.size(), 0.0);
     const ClipFactors got = model.clipped_gradient_sum(p.mask, config, ghost);
-    for (std::size_t j = 0; j < dense.size(); ++j) EXPECT_NEAR(ghost[j], dense[j], 1e-12 + 1e-10 * std::abs(dense[j])) << j;
+    for (std::size_t j = 0; j < dense.size(); ++j)
+      EXPECT_NEAR(ghost[j], dense[j], 1e-12 + 1e-10 * std::abs(dense[j])) << j;
     for (Eigen::Index i = 0; i < rows.rows(); ++i) {
       if (!p.mask[i]) continue;  // the loss gives padding slots a zero gradient; the brute force does not
       EXPECT_NEAR(got.stats.norms[i], expected.stats.norms[i], 1e-10 * expected.stats.norms[i]);
@@ -108,7 +111,7 @@ INSTANTIATE_TEST_SUITE_P(FlatAndPerLayer, MlpGhostClipping, ::testing::Bool());
 
 TEST(SoftmaxCrossEntropy, ValuesAndPadding) {
   RowMajorMatrix<float> logits = RowMajorMatrix<float>::Zero(2, 4);
-  logits(1, 2) = 100.0f;  // large logits must not overflow
+  logits(1, 2) = 100.0f;                    // large logits must not overflow
   std::vector<std::int32_t> labels{1, -7};  // the padding slot's label is never read
   std::vector<std::uint8_t> mask{1, 0};
   const auto r = softmax_cross_entropy<float>(logits, labels, mask);

@@ -96,7 +96,9 @@ TEST_P(NoiseStatistics, IndependentAcrossStepsStreamsAndPairs) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, NoiseStatistics, ::testing::Values(NoiseMode::kStandard, NoiseMode::kSecure),
-                         [](const auto& param_info) { return param_info.param == NoiseMode::kStandard ? "Standard" : "Secure"; });
+                         [](const auto& param_info) {
+                           return param_info.param == NoiseMode::kStandard ? "Standard" : "Secure";
+                         });
 
 }  // namespace
 }  // namespace dpsgd

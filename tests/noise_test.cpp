@@ -97,7 +97,8 @@ TEST(GaussianNoise, RejectsBadArguments) {
                InvalidArgument);
   EXPECT_THROW(add_gaussian_noise<float>(values, 1.0, NoiseKey{}, NoiseMode::kSecure, (std::uint64_t{1} << 31) - 2),
                InvalidArgument);
-  EXPECT_NO_THROW(add_gaussian_noise<float>(values, 1.0, NoiseKey{}, NoiseMode::kStandard, (std::uint64_t{1} << 33) - 4));
+  EXPECT_NO_THROW(
+      add_gaussian_noise<float>(values, 1.0, NoiseKey{}, NoiseMode::kStandard, (std::uint64_t{1} << 33) - 4));
   try {
     add_gaussian_noise<float>(values, -2.5, NoiseKey{});
   } catch (const InvalidArgument& e) {

@@ -68,8 +68,9 @@ TEST(GaussianTransform, SecureModeAveragesFourNormals) {
   const NoiseKey key{7, 3, 1};
   const PhiloxKey philox = derive_philox_key(key.seed, RandomDomain::kGaussianNoise);
   for (std::uint64_t c : {0ULL, 1ULL, 1000ULL}) {
-    const double expected = 0.5 * ((standard_normal_at(philox, key, 4 * c) + standard_normal_at(philox, key, 4 * c + 1)) +
-                                   (standard_normal_at(philox, key, 4 * c + 2) + standard_normal_at(philox, key, 4 * c + 3)));
+    const double expected =
+        0.5 * ((standard_normal_at(philox, key, 4 * c) + standard_normal_at(philox, key, 4 * c + 1)) +
+               (standard_normal_at(philox, key, 4 * c + 2) + standard_normal_at(philox, key, 4 * c + 3)));
     EXPECT_DOUBLE_EQ(unit_noise_at(philox, key, NoiseMode::kSecure, c), expected);
   }
   EXPECT_EQ(normals_per_coordinate(NoiseMode::kSecure), 4);

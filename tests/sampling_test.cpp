@@ -128,7 +128,8 @@ TEST(PoissonSampler, RejectsBadArguments) {
   const double inf = std::numeric_limits<double>::infinity();
   EXPECT_THROW(PoissonSampler(0, 0.5, 1, 0), InvalidArgument);
   EXPECT_THROW(PoissonSampler(-5, 0.5, 1, 0), InvalidArgument);
-  for (double q : {0.0, -0.1, 1.0000001, nan, inf, -inf}) EXPECT_THROW(PoissonSampler(10, q, 5, 0), InvalidArgument) << q;
+  for (double q : {0.0, -0.1, 1.0000001, nan, inf, -inf})
+    EXPECT_THROW(PoissonSampler(10, q, 5, 0), InvalidArgument) << q;
   EXPECT_THROW(PoissonSampler(10, 0.5, 0, 0), InvalidArgument);
   EXPECT_THROW(PoissonSampler(10, 0.5, -1, 0), InvalidArgument);
   EXPECT_THROW(PoissonSampler(10, 0.5, 11, 0), InvalidArgument);

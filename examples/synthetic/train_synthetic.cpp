@@ -56,14 +56,16 @@ int main(int argc, char** argv) {
   bool no_privacy = false;
   std::optional<std::uint64_t> seed;
   std::string metrics_out;
-  app.add_option("--train-size", train_size, "training examples N")->check(CLI::Range(std::int64_t{100}, std::int64_t{100'000'000}));
+  app.add_option("--train-size", train_size, "training examples N")
+      ->check(CLI::Range(std::int64_t{100}, std::int64_t{100'000'000}));
   app.add_option("--features", features, "input dimension")->check(CLI::Range(1, 100000));
   app.add_option("--classes", classes, "number of classes")->check(CLI::Range(2, 1000));
   app.add_option("--hidden", hidden, "hidden units")->check(CLI::Range(1, 100000));
   app.add_option("--separation", separation, "distance scale between class centres")->check(CLI::PositiveNumber);
   app.add_option("--epochs", epochs, "passes over the data (steps = epochs / q)")->check(CLI::Range(1, 100000));
   app.add_option("--batch-size", batch_size, "expected batch size q N")->check(CLI::PositiveNumber);
-  app.add_option("--noise-multiplier", noise_multiplier, "sigma: noise stddev / clip norm")->check(CLI::NonNegativeNumber);
+  app.add_option("--noise-multiplier", noise_multiplier, "sigma: noise stddev / clip norm")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--clip-norm", clip_norm, "per-example L2 clip norm C")->check(CLI::PositiveNumber);
   app.add_option("--learning-rate", learning_rate, "learning rate")->check(CLI::PositiveNumber);
   app.add_option("--momentum", momentum, "heavy-ball momentum in [0, 1)")->check(CLI::Range(0.0, 0.999));
@@ -79,7 +81,8 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (batch_size > static_cast<double>(train_size)) throw dpsgd::InvalidArgument("--batch-size must be <= --train-size");
+    if (batch_size > static_cast<double>(train_size))
+      throw dpsgd::InvalidArgument("--batch-size must be <= --train-size");
     const std::uint64_t run_seed = seed ? *seed : dpsgd::secure_random_seed();
     if (seed) std::cerr << "note: explicit --seed makes this run reproducible; do not release its model as private\n";
 
@@ -105,10 +108,11 @@ int main(int argc, char** argv) {
     dpsgd::DpSgd<float> dp(config, std::make_unique<dpsgd::Momentum<float>>(learning_rate, momentum), run_seed + 4);
 
     dpsgd::nn::Mlp<float> model({features, hidden, classes}, dpsgd::nn::ActivationKind::kTanh, run_seed + 5);
-    std::printf("dpsgd_synthetic: N=%lld q=%.5f capacity=%lld (truncation prob %.2e/step) steps=%lld sigma=%.3f C=%.3f%s\n",
-                static_cast<long long>(train_size), q, static_cast<long long>(capacity.capacity),
-                capacity.truncation_probability, static_cast<long long>(steps), config.noise_multiplier, clip_norm,
-                no_privacy ? " (no privacy)" : "");
+    std::printf(
+        "dpsgd_synthetic: N=%lld q=%.5f capacity=%lld (truncation prob %.2e/step) steps=%lld sigma=%.3f C=%.3f%s\n",
+        static_cast<long long>(train_size), q, static_cast<long long>(capacity.capacity),
+        capacity.truncation_probability, static_cast<long long>(steps), config.noise_multiplier, clip_norm,
+        no_privacy ? " (no privacy)" : "");
 
     std::vector<float> gradient(static_cast<std::size_t>(model.num_parameters()));
     dpsgd::RowMajorMatrix<float> inputs(capacity.capacity, features);

@@ -13,8 +13,9 @@ namespace dpsgd::test {
 
 // sum_i c_i g_i for dense per-example gradients (rows), with c_i from the plain formula per group.
 // Returns the sum; clipped examples and norms are written out for comparison.
-inline std::vector<long double> reference_clipped_sum(const RowMajorMatrix<double>& rows, const std::vector<std::uint8_t>& mask,
-                                                      const ClipConfig& config, const std::vector<std::int64_t>& offsets,
+inline std::vector<long double> reference_clipped_sum(const RowMajorMatrix<double>& rows,
+                                                      const std::vector<std::uint8_t>& mask, const ClipConfig& config,
+                                                      const std::vector<std::int64_t>& offsets,
                                                       std::vector<long double>* total_norms = nullptr) {
   std::vector<long double> sum(static_cast<std::size_t>(rows.cols()), 0.0L);
   if (total_norms) total_norms->assign(static_cast<std::size_t>(rows.rows()), 0.0L);
@@ -24,19 +25,20 @@ inline std::vector<long double> reference_clipped_sum(const RowMajorMatrix<doubl
     long double total = 0.0L;
     for (std::size_t k = 0; k + 1 < offsets.size(); ++k) {
       long double sq = 0.0L;
-      for (std::int64_t j = offsets[k]; j < offsets[k + 1]; ++j) sq += static_cast<long double>(rows(i, j)) * rows(i, j);
+      for (std::int64_t j = offsets[k]; j < offsets[k + 1]; ++j)
+        sq += static_cast<long double>(rows(i, j)) * rows(i, j);
       finite = finite && std::isfinite(sq);
       total += sq;
       const long double norm = std::sqrt(sq);
       const long double c = config.group_clip_norms[k];
-      factors.push_back(config.method == ClipMethod::kAutomatic
-                            ? c / (norm + config.automatic_stability)
-                            : (norm > c ? c / norm : 1.0L));
+      factors.push_back(config.method == ClipMethod::kAutomatic ? c / (norm + config.automatic_stability)
+                                                                : (norm > c ? c / norm : 1.0L));
     }
     if (total_norms) (*total_norms)[static_cast<std::size_t>(i)] = std::sqrt(total);
     if (!mask[static_cast<std::size_t>(i)] || !finite) continue;
     for (std::size_t k = 0; k + 1 < offsets.size(); ++k) {
-      for (std::int64_t j = offsets[k]; j < offsets[k + 1]; ++j) sum[static_cast<std::size_t>(j)] += factors[k] * rows(i, j);
+      for (std::int64_t j = offsets[k]; j < offsets[k + 1]; ++j)
+        sum[static_cast<std::size_t>(j)] += factors[k] * rows(i, j);
     }
   }
   return sum;

@@ -39,7 +39,9 @@ inline double upper_incomplete_gamma(double a, double x) {
 }
 
 // Pr[chi^2_dof >= statistic].
-inline double chi_square_p_value(double statistic, double dof) { return upper_incomplete_gamma(0.5 * dof, 0.5 * statistic); }
+inline double chi_square_p_value(double statistic, double dof) {
+  return upper_incomplete_gamma(0.5 * dof, 0.5 * statistic);
+}
 
 inline double normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
 

@@ -39,14 +39,13 @@ struct ClipConfig {
     DPSGD_CHECK_ARG(!group_clip_norms.empty(), "group_clip_norms must hold at least one clip norm, got none");
     for (std::size_t k = 0; k < group_clip_norms.size(); ++k) {
       const double c = group_clip_norms[k];
-      DPSGD_CHECK_ARG(std::isfinite(c) && c > 0.0,
-                      "group_clip_norms[" << k << "] must be finite and > 0, got " << c);
+      DPSGD_CHECK_ARG(std::isfinite(c) && c > 0.0, "group_clip_norms[" << k << "] must be finite and > 0, got " << c);
     }
     DPSGD_CHECK_ARG(method == ClipMethod::kHard || method == ClipMethod::kAutomatic,
                     "method must be ClipMethod::kHard or ClipMethod::kAutomatic, got " << static_cast<int>(method));
-    DPSGD_CHECK_ARG(method != ClipMethod::kAutomatic ||
-                        (std::isfinite(automatic_stability) && automatic_stability > 0.0),
-                    "automatic_stability must be finite and > 0, got " << automatic_stability);
+    DPSGD_CHECK_ARG(
+        method != ClipMethod::kAutomatic || (std::isfinite(automatic_stability) && automatic_stability > 0.0),
+        "automatic_stability must be finite and > 0, got " << automatic_stability);
   }
 };
 

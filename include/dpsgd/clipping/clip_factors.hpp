@@ -31,7 +31,7 @@ struct ClipFactors {
 // Throws InvalidArgument if squared_norms has no rows, its column count differs from
 // config.num_groups(), mask.size() differs from its row count, or config is invalid. A negative
 // squared norm (impossible for a real norm) counts as non-finite: such an example is dropped.
-ClipFactors compute_clip_factors(const Eigen::Ref<const SquaredNorms>& squared_norms, std::span<const std::uint8_t> mask,
-                                 const ClipConfig& config);
+ClipFactors compute_clip_factors(const Eigen::Ref<const SquaredNorms>& squared_norms,
+                                 std::span<const std::uint8_t> mask, const ClipConfig& config);
 
 }  // namespace dpsgd

@@ -23,8 +23,9 @@ inline constexpr Eigen::Index kSumTileColumns = 4096;
 template <typename Scalar>
 void check_norms_shape(const ConstRowsRef<Scalar>& rows, const SquaredNorms& squared_norms, int group) {
   DPSGD_CHECK_ARG(rows.rows() >= 1, "rows must have at least one row (batch slot), got " << rows.rows());
-  DPSGD_CHECK_ARG(squared_norms.rows() == rows.rows(),
-                  "squared_norms must have " << rows.rows() << " rows (one per batch slot), got " << squared_norms.rows());
+  DPSGD_CHECK_ARG(squared_norms.rows() == rows.rows(), "squared_norms must have " << rows.rows()
+                                                                                  << " rows (one per batch slot), got "
+                                                                                  << squared_norms.rows());
   DPSGD_CHECK_ARG(group >= 0 && group < squared_norms.cols(),
                   "group must be in [0, " << squared_norms.cols() << "), got " << group);
 }
@@ -38,7 +39,9 @@ void accumulate_squared_norms(const ConstRowsRef<Scalar>& rows, SquaredNorms& sq
   detail::check_norms_shape(rows, squared_norms, group);
   const Eigen::Index batch = rows.rows();
   const Eigen::Index width = rows.cols();
-  const auto norm_of = [&](Eigen::Index i) { squared_norms(i, group) += detail::row_squared_norm(rows.data() + i * rows.outerStride(), width); };
+  const auto norm_of = [&](Eigen::Index i) {
+    squared_norms(i, group) += detail::row_squared_norm(rows.data() + i * rows.outerStride(), width);
+  };
   if (width == 0) return;
   if (detail::worth_parallel(static_cast<long long>(batch) * width) && batch > 1) {
 #pragma omp parallel for schedule(static)
@@ -52,12 +55,13 @@ void accumulate_squared_norms(const ConstRowsRef<Scalar>& rows, SquaredNorms& sq
 // clipped away) are never read, so NaN in them cannot leak into the sum. The sum runs over rows in
 // slot order for each column tile: bit-identical for any thread count.
 template <typename Scalar>
-void accumulate_clipped_sum(const ConstRowsRef<Scalar>& rows, const Eigen::Ref<const Eigen::MatrixXd>& factors, int group,
-                            std::span<Scalar> sum) {
+void accumulate_clipped_sum(const ConstRowsRef<Scalar>& rows, const Eigen::Ref<const Eigen::MatrixXd>& factors,
+                            int group, std::span<Scalar> sum) {
   static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>);
   DPSGD_CHECK_ARG(factors.rows() == rows.rows(),
                   "factors must have " << rows.rows() << " rows (one per batch slot), got " << factors.rows());
-  DPSGD_CHECK_ARG(group >= 0 && group < factors.cols(), "group must be in [0, " << factors.cols() << "), got " << group);
+  DPSGD_CHECK_ARG(group >= 0 && group < factors.cols(),
+                  "group must be in [0, " << factors.cols() << "), got " << group);
   DPSGD_CHECK_ARG(static_cast<Eigen::Index>(sum.size()) == rows.cols(),
                   "sum.size() must equal the row width " << rows.cols() << ", got " << sum.size());
   const Eigen::Index batch = rows.rows();
@@ -74,8 +78,8 @@ void accumulate_clipped_sum(const ConstRowsRef<Scalar>& rows, const Eigen::Ref<c
     const Eigen::Index size = std::min(detail::kSumTileColumns, width - begin);
     Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>> out(sum.data() + begin, size);
     for (const Eigen::Index i : active) {
-      out += static_cast<Scalar>(factors(i, group)) *
-             Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>(rows.data() + i * rows.outerStride() + begin, size);
+      out += static_cast<Scalar>(factors(i, group)) * Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>(
+                                                          rows.data() + i * rows.outerStride() + begin, size);
     }
   };
   if (detail::worth_parallel(static_cast<long long>(active.size()) * width) && tiles > 1) {
@@ -98,12 +102,12 @@ ClipFactors clip_and_accumulate(const ConstRowsRef<Scalar>& rows, std::span<cons
   const Eigen::Index width = rows.cols();
   std::vector<std::int64_t> offsets(group_offsets.begin(), group_offsets.end());
   if (offsets.empty()) offsets = {0, static_cast<std::int64_t>(width)};
-  DPSGD_CHECK_ARG(static_cast<int>(offsets.size()) == config.num_groups() + 1,
-                  "group_offsets must have num_groups + 1 = " << config.num_groups() + 1 << " entries, got "
-                                                              << offsets.size());
-  DPSGD_CHECK_ARG(offsets.front() == 0 && offsets.back() == width,
-                  "group_offsets must run from 0 to the row width " << width << ", got " << offsets.front() << " .. "
-                                                                    << offsets.back());
+  DPSGD_CHECK_ARG(
+      static_cast<int>(offsets.size()) == config.num_groups() + 1,
+      "group_offsets must have num_groups + 1 = " << config.num_groups() + 1 << " entries, got " << offsets.size());
+  DPSGD_CHECK_ARG(offsets.front() == 0 && offsets.back() == width, "group_offsets must run from 0 to the row width "
+                                                                       << width << ", got " << offsets.front() << " .. "
+                                                                       << offsets.back());
   for (std::size_t k = 1; k < offsets.size(); ++k) {
     DPSGD_CHECK_ARG(offsets[k] > offsets[k - 1], "group_offsets must be strictly increasing, got "
                                                      << offsets[k - 1] << " then " << offsets[k] << " at " << k);

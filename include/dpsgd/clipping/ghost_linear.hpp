@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -50,13 +50,14 @@ template <typename Scalar>
 void check_linear_factors(const ConstRowsRef<Scalar>& activations, const ConstRowsRef<Scalar>& output_grads,
                           std::int64_t batch) {
   DPSGD_CHECK_ARG(batch >= 1, "batch must be >= 1, got " << batch);
-  DPSGD_CHECK_ARG(activations.rows() == output_grads.rows(), "activations and output_grads must have the same number of rows, got "
-                                                                 << activations.rows() << " and " << output_grads.rows());
+  DPSGD_CHECK_ARG(activations.rows() == output_grads.rows(),
+                  "activations and output_grads must have the same number of rows, got "
+                      << activations.rows() << " and " << output_grads.rows());
   DPSGD_CHECK_ARG(activations.rows() % batch == 0 && activations.rows() > 0,
                   "activations.rows() = " << activations.rows() << " must be a positive multiple of batch = " << batch);
-  DPSGD_CHECK_ARG(activations.cols() >= 1 && output_grads.cols() >= 1,
-                  "in_features and out_features must be >= 1, got " << activations.cols() << " and "
-                                                                    << output_grads.cols());
+  DPSGD_CHECK_ARG(activations.cols() >= 1 && output_grads.cols() >= 1, "in_features and out_features must be >= 1, got "
+                                                                           << activations.cols() << " and "
+                                                                           << output_grads.cols());
 }
 
 template <typename Scalar>
@@ -86,9 +87,9 @@ void accumulate_linear_squared_norms(const ConstRowsRef<Scalar>& activations, co
                   "squared_norms must have batch = " << batch << " rows, got " << squared_norms.rows());
   DPSGD_CHECK_ARG(group >= 0 && group < squared_norms.cols(),
                   "group must be in [0, " << squared_norms.cols() << "), got " << group);
-  DPSGD_CHECK_ARG(method == GhostNormMethod::kAuto || method == GhostNormMethod::kGram ||
-                      method == GhostNormMethod::kMaterialize,
-                  "method must be a GhostNormMethod, got " << static_cast<int>(method));
+  DPSGD_CHECK_ARG(
+      method == GhostNormMethod::kAuto || method == GhostNormMethod::kGram || method == GhostNormMethod::kMaterialize,
+      "method must be a GhostNormMethod, got " << static_cast<int>(method));
   const LinearLayerShape shape = detail::linear_shape(activations, output_grads, batch);
   if (method == GhostNormMethod::kAuto) method = choose_ghost_norm_method(shape);
   const Eigen::Index t = shape.positions;
@@ -129,20 +130,22 @@ void accumulate_linear_squared_norms(const ConstRowsRef<Scalar>& activations, co
 // padding or dropped examples never reaches the result. Deterministic for a fixed thread count
 // (Eigen's GEMM partitions the output, not the reduction).
 template <typename Scalar>
-void accumulate_linear_clipped_gradient(const ConstRowsRef<Scalar>& activations, const ConstRowsRef<Scalar>& output_grads,
-                                        std::int64_t batch, const Eigen::Ref<const Eigen::MatrixXd>& factors, int group,
+void accumulate_linear_clipped_gradient(const ConstRowsRef<Scalar>& activations,
+                                        const ConstRowsRef<Scalar>& output_grads, std::int64_t batch,
+                                        const Eigen::Ref<const Eigen::MatrixXd>& factors, int group,
                                         RowsRef<Scalar> weight_grad, std::span<Scalar> bias_grad) {
   static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>);
   detail::check_linear_factors(activations, output_grads, batch);
   DPSGD_CHECK_ARG(factors.rows() == batch, "factors must have batch = " << batch << " rows, got " << factors.rows());
-  DPSGD_CHECK_ARG(group >= 0 && group < factors.cols(), "group must be in [0, " << factors.cols() << "), got " << group);
+  DPSGD_CHECK_ARG(group >= 0 && group < factors.cols(),
+                  "group must be in [0, " << factors.cols() << "), got " << group);
   DPSGD_CHECK_ARG(weight_grad.rows() == output_grads.cols() && weight_grad.cols() == activations.cols(),
-                  "weight_grad must be out_features x in_features = " << output_grads.cols() << " x " << activations.cols()
-                                                                      << ", got " << weight_grad.rows() << " x "
-                                                                      << weight_grad.cols());
-  DPSGD_CHECK_ARG(bias_grad.empty() || static_cast<Eigen::Index>(bias_grad.size()) == output_grads.cols(),
-                  "bias_grad must be empty or have out_features = " << output_grads.cols() << " entries, got "
-                                                                    << bias_grad.size());
+                  "weight_grad must be out_features x in_features = "
+                      << output_grads.cols() << " x " << activations.cols() << ", got " << weight_grad.rows() << " x "
+                      << weight_grad.cols());
+  DPSGD_CHECK_ARG(
+      bias_grad.empty() || static_cast<Eigen::Index>(bias_grad.size()) == output_grads.cols(),
+      "bias_grad must be empty or have out_features = " << output_grads.cols() << " entries, got " << bias_grad.size());
   const Eigen::Index t = activations.rows() / batch;
   RowMajorMatrix<Scalar> scaled_grads(output_grads.rows(), output_grads.cols());
   bool dirty_activations = false;
@@ -176,8 +179,9 @@ void accumulate_linear_clipped_gradient(const ConstRowsRef<Scalar>& activations,
 template <typename Scalar>
 RowMajorMatrix<Scalar> linear_bias_per_example_gradients(const ConstRowsRef<Scalar>& output_grads, std::int64_t batch) {
   DPSGD_CHECK_ARG(batch >= 1, "batch must be >= 1, got " << batch);
-  DPSGD_CHECK_ARG(output_grads.rows() % batch == 0 && output_grads.rows() > 0,
-                  "output_grads.rows() = " << output_grads.rows() << " must be a positive multiple of batch = " << batch);
+  DPSGD_CHECK_ARG(
+      output_grads.rows() % batch == 0 && output_grads.rows() > 0,
+      "output_grads.rows() = " << output_grads.rows() << " must be a positive multiple of batch = " << batch);
   const Eigen::Index t = output_grads.rows() / batch;
   RowMajorMatrix<Scalar> result(batch, output_grads.cols());
   for (Eigen::Index i = 0; i < batch; ++i) result.row(i) = output_grads.middleRows(i * t, t).colwise().sum();

@@ -41,12 +41,12 @@ namespace detail {
 
 // Throws dpsgd::InvalidArgument("dpsgd::<function>: <message>") when `cond` is false. The message is
 // a stream expression, e.g. DPSGD_CHECK_ARG(q > 0, "sampling_rate must be in (0, 1], got " << q).
-#define DPSGD_CHECK_ARG(cond, message)                                     \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      std::ostringstream dpsgd_check_arg_stream_;                          \
-      dpsgd_check_arg_stream_.precision(17);                               \
-      dpsgd_check_arg_stream_ << message;                                  \
+#define DPSGD_CHECK_ARG(cond, message)                                                  \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
+      std::ostringstream dpsgd_check_arg_stream_;                                       \
+      dpsgd_check_arg_stream_.precision(17);                                            \
+      dpsgd_check_arg_stream_ << message;                                               \
       ::dpsgd::detail::throw_invalid_argument(__func__, dpsgd_check_arg_stream_.str()); \
-    }                                                                      \
+    }                                                                                   \
   } while (false)

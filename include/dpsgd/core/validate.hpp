@@ -16,13 +16,11 @@ inline void validate_sampling_rate(double q) {
 // Noise multiplier sigma: noise stddev is sigma * clip_norm. Zero is allowed (no noise, no privacy)
 // so that non-private baselines can share the code path.
 inline void validate_noise_multiplier(double sigma) {
-  DPSGD_CHECK_ARG(std::isfinite(sigma) && sigma >= 0.0,
-                  "noise_multiplier must be finite and >= 0, got " << sigma);
+  DPSGD_CHECK_ARG(std::isfinite(sigma) && sigma >= 0.0, "noise_multiplier must be finite and >= 0, got " << sigma);
 }
 
 inline void validate_clip_norm(double clip_norm) {
-  DPSGD_CHECK_ARG(std::isfinite(clip_norm) && clip_norm > 0.0,
-                  "clip_norm must be finite and > 0, got " << clip_norm);
+  DPSGD_CHECK_ARG(std::isfinite(clip_norm) && clip_norm > 0.0, "clip_norm must be finite and > 0, got " << clip_norm);
 }
 
 inline void validate_delta(double delta) {

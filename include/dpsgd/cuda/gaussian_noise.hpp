@@ -27,8 +27,10 @@ bool device_available();
 // Throws InvalidArgument for a null pointer with size > 0, bad stddev or mode, or a range past the
 // stream's 2^32 Philox blocks.
 void add_gaussian_noise(float* values, std::uint64_t size, double stddev, const NoiseKey& key,
-                        NoiseMode mode = NoiseMode::kStandard, std::uint64_t first_coordinate = 0, Stream stream = nullptr);
+                        NoiseMode mode = NoiseMode::kStandard, std::uint64_t first_coordinate = 0,
+                        Stream stream = nullptr);
 void add_gaussian_noise(double* values, std::uint64_t size, double stddev, const NoiseKey& key,
-                        NoiseMode mode = NoiseMode::kStandard, std::uint64_t first_coordinate = 0, Stream stream = nullptr);
+                        NoiseMode mode = NoiseMode::kStandard, std::uint64_t first_coordinate = 0,
+                        Stream stream = nullptr);
 
 }  // namespace dpsgd::cuda

@@ -27,8 +27,8 @@ class Activation {
 
   RowMajorMatrix<Scalar> backward(const ConstRowsRef<Scalar>& output_grad) const {
     DPSGD_CHECK_ARG(output_grad.rows() == output_.rows() && output_grad.cols() == output_.cols(),
-                    "output_grad must be " << output_.rows() << " x " << output_.cols() << ", got " << output_grad.rows()
-                                           << " x " << output_grad.cols());
+                    "output_grad must be " << output_.rows() << " x " << output_.cols() << ", got "
+                                           << output_grad.rows() << " x " << output_grad.cols());
     if (kind_ == ActivationKind::kRelu) {
       return (output_.array() > Scalar{0}).select(output_grad, Scalar{0});
     }

@@ -38,7 +38,8 @@ class Linear {
     const PhiloxKey key = philox_key_from_seed(seed);
     for (std::int64_t j = 0; j < in_ * out_; ++j) {
       const PhiloxCounter bits = philox4x32_10(
-          PhiloxCounter{{static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(j >> 32), layer_index, 0x696e6974u}}, key);
+          PhiloxCounter{{static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(j >> 32), layer_index, 0x696e6974u}},
+          key);
       params_[j] = static_cast<Scalar>(bound * (2.0 * uniform_open_from_bits(bits.v[0], bits.v[1]) - 1.0));
     }
     if (bias_) bias().setZero();
@@ -52,7 +53,8 @@ class Linear {
     DPSGD_CHECK_ARG(input.cols() == in_, "input must have in_features = " << in_ << " columns, got " << input.cols());
     input_ = input;
     RowMajorMatrix<Scalar> output = input * weight().transpose();
-    if (bias_) output.rowwise() += Eigen::Map<const Eigen::Matrix<Scalar, 1, Eigen::Dynamic>>(params_ + in_ * out_, out_);
+    if (bias_)
+      output.rowwise() += Eigen::Map<const Eigen::Matrix<Scalar, 1, Eigen::Dynamic>>(params_ + in_ * out_, out_);
     return output;
   }
 

@@ -12,8 +12,8 @@ namespace dpsgd::nn {
 
 template <typename Scalar>
 struct LossAndGradient {
-  double total_loss = 0.0;         // sum of the losses of real (mask 1) examples
-  std::int64_t num_examples = 0;   // real examples
+  double total_loss = 0.0;             // sum of the losses of real (mask 1) examples
+  std::int64_t num_examples = 0;       // real examples
   RowMajorMatrix<Scalar> logit_grads;  // row i: d loss_i / d logits_i (NOT divided by the batch size); 0 for padding
 };
 
@@ -25,8 +25,8 @@ LossAndGradient<Scalar> softmax_cross_entropy(const ConstRowsRef<Scalar>& logits
                                               std::span<const std::uint8_t> mask) {
   const Eigen::Index batch = logits.rows();
   const Eigen::Index classes = logits.cols();
-  DPSGD_CHECK_ARG(batch >= 1 && classes >= 2, "logits must be batch x classes with batch >= 1 and classes >= 2, got "
-                                                  << batch << " x " << classes);
+  DPSGD_CHECK_ARG(batch >= 1 && classes >= 2,
+                  "logits must be batch x classes with batch >= 1 and classes >= 2, got " << batch << " x " << classes);
   DPSGD_CHECK_ARG(static_cast<Eigen::Index>(labels.size()) == batch,
                   "labels.size() must equal the batch size " << batch << ", got " << labels.size());
   DPSGD_CHECK_ARG(static_cast<Eigen::Index>(mask.size()) == batch,

@@ -60,8 +60,8 @@ void add_gaussian_noise(std::span<Scalar> values, double stddev, const NoiseKey&
   const std::uint64_t max_coordinates =
       kMaxPhiloxBlocksPerStream * kNormalsPerPhiloxBlock / static_cast<std::uint64_t>(normals_per_coordinate(mode));
   DPSGD_CHECK_ARG(first_coordinate <= max_coordinates && size <= max_coordinates - first_coordinate,
-                  "coordinates [first_coordinate, first_coordinate + size) = [" << first_coordinate << ", "
-                      << first_coordinate + size << ") exceed the " << max_coordinates
+                  "coordinates [first_coordinate, first_coordinate + size) = ["
+                      << first_coordinate << ", " << first_coordinate + size << ") exceed the " << max_coordinates
                       << " coordinates of one noise stream; split the model over several NoiseKey::stream values");
   if (stddev == 0.0 || size == 0) return;
 

@@ -48,7 +48,8 @@ DPSGD_HOST_DEVICE double uniform_open_from_bits(std::uint32_t hi, std::uint32_t 
 // The counter of block `block` in the stream of `key`: word 0 is the block index, word 1 the
 // stream, words 2-3 the step, so (step, stream, block) never collide.
 DPSGD_HOST_DEVICE PhiloxCounter noise_counter(const NoiseKey& key, std::uint32_t block) {
-  return PhiloxCounter{{block, key.stream, static_cast<std::uint32_t>(key.step), static_cast<std::uint32_t>(key.step >> 32)}};
+  return PhiloxCounter{
+      {block, key.stream, static_cast<std::uint32_t>(key.step), static_cast<std::uint32_t>(key.step >> 32)}};
 }
 
 // Box-Muller: two independent standard normals from one Philox block.
@@ -69,7 +70,8 @@ DPSGD_HOST_DEVICE double standard_normal_at(PhiloxKey philox_key, const NoiseKey
 }
 
 // The unit-variance noise for coordinate `coordinate` under `mode`, before scaling by stddev.
-DPSGD_HOST_DEVICE double unit_noise_at(PhiloxKey philox_key, const NoiseKey& key, NoiseMode mode, std::uint64_t coordinate) {
+DPSGD_HOST_DEVICE double unit_noise_at(PhiloxKey philox_key, const NoiseKey& key, NoiseMode mode,
+                                       std::uint64_t coordinate) {
   if (mode == NoiseMode::kSecure) {
     double a, b, c, d;
     const std::uint32_t block = static_cast<std::uint32_t>(coordinate * 2);

@@ -64,8 +64,8 @@ enum class RandomDomain : std::uint32_t {
 };
 
 DPSGD_HOST_DEVICE PhiloxKey derive_philox_key(std::uint64_t seed, RandomDomain domain) {
-  const PhiloxCounter out =
-      philox4x32_10(PhiloxCounter{{static_cast<std::uint32_t>(domain), 0x64707367u, 0u, 0u}}, philox_key_from_seed(seed));
+  const PhiloxCounter out = philox4x32_10(PhiloxCounter{{static_cast<std::uint32_t>(domain), 0x64707367u, 0u, 0u}},
+                                          philox_key_from_seed(seed));
   return PhiloxKey{{out.v[0], out.v[1]}};
 }
 

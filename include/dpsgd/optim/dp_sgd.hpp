@@ -36,8 +36,8 @@ struct DpSgdConfig {
     validate_sampling_rate(sampling_rate);
     validate_positive("expected_batch_size", expected_batch_size);
     clip.validate();
-    DPSGD_CHECK_ARG(dataset_size >= 0 && capacity >= 0, "dataset_size and capacity must be >= 0, got "
-                                                            << dataset_size << " and " << capacity);
+    DPSGD_CHECK_ARG(dataset_size >= 0 && capacity >= 0,
+                    "dataset_size and capacity must be >= 0, got " << dataset_size << " and " << capacity);
   }
 };
 
@@ -65,11 +65,11 @@ class DpSgd {
   // Throws InvalidArgument if the sizes differ or the sum holds NaN or inf (clipping never
   // produces them, so they signal a bug upstream that noise would otherwise hide).
   void step(std::span<Scalar> params, std::span<Scalar> gradient) {
-    DPSGD_CHECK_ARG(params.size() == gradient.size(), "params.size() = " << params.size()
-                                                                         << " must equal gradient.size() = " << gradient.size());
+    DPSGD_CHECK_ARG(params.size() == gradient.size(),
+                    "params.size() = " << params.size() << " must equal gradient.size() = " << gradient.size());
     for (std::size_t j = 0; j < gradient.size(); ++j) {
-      DPSGD_CHECK_ARG(std::isfinite(gradient[j]), "gradient[" << j << "] is " << gradient[j]
-                                                              << "; the clipped sum must be finite");
+      DPSGD_CHECK_ARG(std::isfinite(gradient[j]),
+                      "gradient[" << j << "] is " << gradient[j] << "; the clipped sum must be finite");
     }
     if (accountant_ != nullptr) {
       accountant_->record(DpStepRecord{next_step_, config_.sampling_rate, config_.noise_multiplier,

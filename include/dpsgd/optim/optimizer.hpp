@@ -24,8 +24,8 @@ class Optimizer {
   // Throws InvalidArgument if the sizes differ, or differ from the size of the first call (the
   // optimiser's state is sized then).
   void update(std::span<Scalar> params, std::span<const Scalar> gradient) {
-    DPSGD_CHECK_ARG(params.size() == gradient.size(), "params.size() = " << params.size()
-                                                                         << " must equal gradient.size() = " << gradient.size());
+    DPSGD_CHECK_ARG(params.size() == gradient.size(),
+                    "params.size() = " << params.size() << " must equal gradient.size() = " << gradient.size());
     DPSGD_CHECK_ARG(size_ == 0 || params.size() == size_,
                     "params.size() must stay " << size_ << " across updates, got " << params.size());
     size_ = params.size();
@@ -46,7 +46,9 @@ class Optimizer {
 template <typename Scalar>
 class Sgd final : public Optimizer<Scalar> {
  public:
-  explicit Sgd(double learning_rate) : learning_rate_(learning_rate) { validate_positive("learning_rate", learning_rate); }
+  explicit Sgd(double learning_rate) : learning_rate_(learning_rate) {
+    validate_positive("learning_rate", learning_rate);
+  }
   std::string name() const override { return "sgd"; }
 
  protected:

@@ -8,8 +8,8 @@ namespace dpsgd {
 // What one DP-SGD step released, as an accountant needs it.
 struct DpStepRecord {
   std::uint64_t step = 0;
-  double sampling_rate = 0.0;      // q of Poisson sampling
-  double noise_multiplier = 0.0;   // sigma: noise stddev / sensitivity
+  double sampling_rate = 0.0;     // q of Poisson sampling
+  double noise_multiplier = 0.0;  // sigma: noise stddev / sensitivity
   // For truncated Poisson sampling (fixed capacity); 0 when the batch is not truncated.
   std::int64_t dataset_size = 0;
   std::int64_t capacity = 0;

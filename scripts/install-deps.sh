@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dpsgd needs to build, test and run its examples; a quick no-op when
+# all are present. Everything comes from Debian's archive: nothing is fetched at build time.
+set -euo pipefail
+
+packages=(
+  cmake g++ make                 # toolchain
+  libeigen3-dev                  # Eigen 3.4: linear algebra
+  nlohmann-json3-dev             # JSON I/O
+  libcli11-dev                   # command-line parsing of the examples and CLI
+  libgtest-dev                   # GoogleTest
+  libbenchmark-dev               # Google Benchmark
+  clang-format                   # formatting check in CI
+  dataset-fashion-mnist          # the Fashion-MNIST IDX files of the main example
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
