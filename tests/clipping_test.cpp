@@ -233,6 +233,12 @@ TEST(ClipAndAccumulate, RejectsBadArguments) {
   SquaredNorms wrong_rows = SquaredNorms::Zero(2, 1);
   EXPECT_THROW(accumulate_squared_norms<float>(rows, wrong_rows, 0), InvalidArgument);
   EXPECT_THROW(compute_clip_factors(SquaredNorms::Zero(3, 2), mask, ok), InvalidArgument);
+  EXPECT_THROW(compute_clip_factors(SquaredNorms::Zero(3, 1), short_mask, ok), InvalidArgument);
+  EXPECT_THROW(compute_clip_factors(SquaredNorms::Zero(0, 1), no_mask, ok), InvalidArgument);
+  const Eigen::MatrixXd factors = Eigen::MatrixXd::Ones(3, 1);
+  EXPECT_THROW(accumulate_clipped_sum<float>(rows, factors, 0, short_sum), InvalidArgument);
+  EXPECT_THROW(accumulate_clipped_sum<float>(rows, factors, 1, sum), InvalidArgument);
+  EXPECT_THROW(accumulate_clipped_sum<float>(rows, Eigen::MatrixXd::Ones(2, 1), 0, sum), InvalidArgument);
   try {
     clip_and_accumulate<float>(rows, mask, ClipConfig::flat(-3.0), sum);
   } catch (const InvalidArgument& e) {
