@@ -119,15 +119,16 @@ struct LogMassTable {
 
 }  // namespace
 
-double subsampled_gaussian_delta(double sampling_rate, double noise_multiplier, double epsilon, PldDirection direction) {
+double subsampled_gaussian_delta(double sampling_rate, double noise_multiplier, double epsilon,
+                                 PldDirection direction) {
   validate_phase(GaussianPhase{sampling_rate, noise_multiplier, 1}, 0);
   DPSGD_CHECK_ARG(!std::isnan(epsilon), "epsilon must not be NaN");
   if (sampling_rate == 0.0) return 0.0;
   return static_cast<double>(SubsampledGaussian{sampling_rate, noise_multiplier, direction}.delta(epsilon));
 }
 
-PrivacyLossPmf subsampled_gaussian_pmf(double sampling_rate, double noise_multiplier, double grid, PldDirection direction,
-                                       double max_infinity_mass) {
+PrivacyLossPmf subsampled_gaussian_pmf(double sampling_rate, double noise_multiplier, double grid,
+                                       PldDirection direction, double max_infinity_mass) {
   validate_phase(GaussianPhase{sampling_rate, noise_multiplier, 1}, 0);
   DPSGD_CHECK_ARG(sampling_rate > 0.0, "sampling_rate must be > 0 for a PLD, got " << sampling_rate);
   DPSGD_CHECK_ARG(std::isfinite(grid) && grid > 0.0, "grid must be finite and > 0, got " << grid);
@@ -151,7 +152,8 @@ PrivacyLossPmf subsampled_gaussian_pmf(double sampling_rate, double noise_multip
   const auto first = static_cast<std::int64_t>(std::floor(lowest / grid));
   const auto last = std::max(first + 2, static_cast<std::int64_t>(std::ceil(highest / grid)));
   const std::int64_t n = last - first + 1;
-  DPSGD_CHECK_ARG(n <= (std::int64_t{1} << 26), "grid " << grid << " needs " << n << " points for one step; use a coarser grid");
+  DPSGD_CHECK_ARG(n <= (std::int64_t{1} << 26),
+                  "grid " << grid << " needs " << n << " points for one step; use a coarser grid");
 
   // Exact delta at every grid point, then masses from the slopes of delta as a function of e^eps:
   // on [u_i, u_(i+1)] the discrete curve has slope s_i = -sum_(j>i) p_j e^-eps_j, so
@@ -183,11 +185,13 @@ PrivacyLossPmf subsampled_gaussian_pmf(double sampling_rate, double noise_multip
 
 PrivacyLossPmf compose_pmfs(std::span<const PrivacyLossPmf> pmfs, std::span<const std::int64_t> counts,
                             const CompositionOptions& options) {
-  DPSGD_CHECK_ARG(!pmfs.empty() && pmfs.size() == counts.size(),
-                  "pmfs and counts must be non-empty and of equal size, got " << pmfs.size() << " and " << counts.size());
+  DPSGD_CHECK_ARG(
+      !pmfs.empty() && pmfs.size() == counts.size(),
+      "pmfs and counts must be non-empty and of equal size, got " << pmfs.size() << " and " << counts.size());
   DPSGD_CHECK_ARG(std::isfinite(options.tail_mass) && options.tail_mass > 0.0 && options.tail_mass < 1e-3,
                   "tail_mass must be in (0, 1e-3), got " << options.tail_mass);
-  DPSGD_CHECK_ARG(std::isfinite(options.tilt) && options.tilt >= 0.0, "tilt must be finite and >= 0, got " << options.tilt);
+  DPSGD_CHECK_ARG(std::isfinite(options.tilt) && options.tilt >= 0.0,
+                  "tilt must be finite and >= 0, got " << options.tilt);
   const double grid = pmfs[0].grid;
   for (std::size_t j = 0; j < pmfs.size(); ++j) {
     DPSGD_CHECK_ARG(pmfs[j].grid == grid, "pmfs[" << j << "].grid = " << pmfs[j].grid << " differs from " << grid);
@@ -206,7 +210,8 @@ PrivacyLossPmf compose_pmfs(std::span<const PrivacyLossPmf> pmfs, std::span<cons
   // Cumulant generating function of the tilted composition, K(mu) = sum_j T_j (log M_j(tilt + mu) - log M_j(tilt)).
   const auto cumulant = [&](double mu) {
     double k = 0.0;
-    for (std::size_t j = 0; j < pmfs.size(); ++j) k += static_cast<double>(counts[j]) * (tables[j].log_mgf(tilt + mu) - log_norm[j]);
+    for (std::size_t j = 0; j < pmfs.size(); ++j)
+      k += static_cast<double>(counts[j]) * (tables[j].log_mgf(tilt + mu) - log_norm[j]);
     return k;
   };
   // Chernoff: Pr[S > u] <= exp(K(mu) - mu u) for mu > 0 (and symmetrically below). Any mu gives a
@@ -229,8 +234,9 @@ PrivacyLossPmf compose_pmfs(std::span<const PrivacyLossPmf> pmfs, std::span<cons
   for (const auto& pmf : pmfs) width = std::max<std::int64_t>(width, static_cast<std::int64_t>(pmf.mass.size()));
   std::int64_t size = 1;
   while (size < width) size *= 2;
-  DPSGD_CHECK_ARG(size <= options.max_points, "the composition needs " << size << " grid points, more than max_points = "
-                                                                          << options.max_points << "; use a coarser grid");
+  DPSGD_CHECK_ARG(size <= options.max_points,
+                  "the composition needs " << size << " grid points, more than max_points = " << options.max_points
+                                           << "; use a coarser grid");
 
   Eigen::FFT<double> fft;
   fft.SetFlag(Eigen::FFT<double>::HalfSpectrum);
@@ -255,7 +261,8 @@ PrivacyLossPmf compose_pmfs(std::span<const PrivacyLossPmf> pmfs, std::span<cons
         continue;
       }
       // z^T through its polar form: T log|z| and T arg z, reduced modulo 2 pi in long double.
-      const long double angle = std::fmod(static_cast<long double>(power) * std::arg(spectrum[f]), 2.0L * 3.14159265358979323846264338327950288L);
+      const long double angle = std::fmod(static_cast<long double>(power) * std::arg(spectrum[f]),
+                                          2.0L * 3.14159265358979323846264338327950288L);
       product[f] *= std::polar(std::exp(power * std::log(magnitude)), static_cast<double>(angle));
     }
   }
@@ -274,7 +281,8 @@ PrivacyLossPmf compose_pmfs(std::span<const PrivacyLossPmf> pmfs, std::span<cons
     result.mass[static_cast<std::size_t>(position)] = std::exp(std::log(c) + log_scale - tilt * loss);
   }
   double log_finite = 0.0;
-  for (std::size_t j = 0; j < pmfs.size(); ++j) log_finite += static_cast<double>(counts[j]) * std::log1p(-pmfs[j].infinity_mass);
+  for (std::size_t j = 0; j < pmfs.size(); ++j)
+    log_finite += static_cast<double>(counts[j]) * std::log1p(-pmfs[j].infinity_mass);
   // Mass cut off above the window: at most tail_mass in the tilted measure, hence at most
   // tail_mass e^(K - tilt * upper) untilted; counted as infinite loss to stay pessimistic.
   const double truncated = upper < kInf ? std::exp(log_tail + log_scale - tilt * upper) : 0.0;
@@ -309,7 +317,8 @@ RdpGuess rdp_guess(std::span<const GaussianPhase> phases, double delta) {
   std::vector<double> rdp(orders.size(), 0.0);
   for (const auto& phase : phases) {
     for (std::size_t k = 0; k < orders.size(); ++k) {
-      rdp[k] += static_cast<double>(phase.steps) * rdp_poisson_subsampled_gaussian(phase.sampling_rate, phase.noise_multiplier, orders[k]);
+      rdp[k] += static_cast<double>(phase.steps) *
+                rdp_poisson_subsampled_gaussian(phase.sampling_rate, phase.noise_multiplier, orders[k]);
     }
   }
   const RdpConversion c = rdp_to_epsilon(orders, rdp, delta);
@@ -349,6 +358,7 @@ PldResult refine(std::span<const GaussianPhase> phases, double start_grid, doubl
     }
     return value;
   };
+  if (options.fixed_grid > 0.0) return {answer_at(options.fixed_grid), options.fixed_grid, 0.0};
   double coarse_grid = start_grid;
   double coarse = answer_at(coarse_grid);
   double fine_grid = coarse_grid / 2.0;
@@ -378,7 +388,10 @@ PldResult refine(std::span<const GaussianPhase> phases, double start_grid, doubl
 void validate_options(const PldOptions& options) {
   DPSGD_CHECK_ARG(std::isfinite(options.relative_error) && options.relative_error > 0.0 && options.relative_error < 1.0,
                   "relative_error must be in (0, 1), got " << options.relative_error);
-  DPSGD_CHECK_ARG(std::isfinite(options.min_grid) && options.min_grid > 0.0, "min_grid must be > 0, got " << options.min_grid);
+  DPSGD_CHECK_ARG(std::isfinite(options.min_grid) && options.min_grid > 0.0,
+                  "min_grid must be > 0, got " << options.min_grid);
+  DPSGD_CHECK_ARG(std::isfinite(options.fixed_grid) && options.fixed_grid >= 0.0,
+                  "fixed_grid must be finite and >= 0, got " << options.fixed_grid);
 }
 
 }  // namespace
@@ -407,7 +420,8 @@ PldResult pld_delta(std::span<const GaussianPhase> phases, double epsilon, const
   std::vector<double> rdp(orders.size(), 0.0);
   for (const auto& phase : active) {
     for (std::size_t k = 0; k < orders.size(); ++k) {
-      rdp[k] += static_cast<double>(phase.steps) * rdp_poisson_subsampled_gaussian(phase.sampling_rate, phase.noise_multiplier, orders[k]);
+      rdp[k] += static_cast<double>(phase.steps) *
+                rdp_poisson_subsampled_gaussian(phase.sampling_rate, phase.noise_multiplier, orders[k]);
     }
   }
   const RdpConversion c = rdp_to_delta(orders, rdp, epsilon);

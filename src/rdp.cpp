@@ -28,7 +28,8 @@ double log_abs_binomial(double n, double k) { return std::lgamma(n + 1) - std::l
 double log_erfc(double x) {
   if (x < 25.0) return std::log(std::erfc(x));
   const double inv2 = 1.0 / (x * x);
-  const double series = 1.0 - 0.5 * inv2 + 0.75 * inv2 * inv2 - 1.875 * inv2 * inv2 * inv2 + 6.5625 * inv2 * inv2 * inv2 * inv2;
+  const double series =
+      1.0 - 0.5 * inv2 + 0.75 * inv2 * inv2 - 1.875 * inv2 * inv2 * inv2 + 6.5625 * inv2 * inv2 * inv2 * inv2;
   return -x * x - std::log(x) - 0.5 * std::log(std::numbers::pi) + std::log(series);
 }
 

@@ -11,6 +11,8 @@
 #include <optional>
 #include <random>
 
+#include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/accounting/privacy_ledger.hpp"
 #include "dpsgd/dpsgd.hpp"
 #include "dpsgd/nn/mlp.hpp"
 #include "dpsgd/nn/softmax_cross_entropy.hpp"
@@ -51,7 +53,9 @@ int main(int argc, char** argv) {
   CLI::App app{"Train an MLP with DP-SGD on a synthetic Gaussian-mixture task (dpsgd example)"};
   std::int64_t train_size = 60000;
   int features = 64, classes = 10, hidden = 128, epochs = 5;
-  double separation = 0.5, batch_size = 256, noise_multiplier = 1.0, clip_norm = 1.0, learning_rate = 0.5;
+  double separation = 0.5, batch_size = 256, clip_norm = 1.0, learning_rate = 0.5;
+  double target_epsilon = 3.0, delta = 1e-5;
+  std::optional<double> noise_multiplier;
   double momentum = 0.9, min_accuracy = 0.0;
   bool no_privacy = false;
   std::optional<std::uint64_t> seed;
@@ -64,8 +68,11 @@ int main(int argc, char** argv) {
   app.add_option("--separation", separation, "distance scale between class centres")->check(CLI::PositiveNumber);
   app.add_option("--epochs", epochs, "passes over the data (steps = epochs / q)")->check(CLI::Range(1, 100000));
   app.add_option("--batch-size", batch_size, "expected batch size q N")->check(CLI::PositiveNumber);
-  app.add_option("--noise-multiplier", noise_multiplier, "sigma: noise stddev / clip norm")
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--epsilon", target_epsilon, "privacy budget: sigma is calibrated so the run ends at this epsilon")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--delta", delta, "delta of the (epsilon, delta) guarantee")->check(CLI::Range(1e-300, 0.999999));
+  app.add_option("--noise-multiplier", noise_multiplier, "sigma: set it instead of calibrating it from --epsilon")
+      ->check(CLI::PositiveNumber);
   app.add_option("--clip-norm", clip_norm, "per-example L2 clip norm C")->check(CLI::PositiveNumber);
   app.add_option("--learning-rate", learning_rate, "learning rate")->check(CLI::PositiveNumber);
   app.add_option("--momentum", momentum, "heavy-ball momentum in [0, 1)")->check(CLI::Range(0.0, 0.999));
@@ -95,17 +102,34 @@ int main(int argc, char** argv) {
 
     const double q = batch_size / static_cast<double>(train_size);
     const std::int64_t steps = static_cast<std::int64_t>(std::ceil(epochs / q));
-    const dpsgd::TruncationCapacity capacity = dpsgd::capacity_for_truncation_probability(train_size, q, 1e-9);
+    // Capacity so that truncation costs at most 1% of delta: the charge is (1 + e^eps) T Pr[overflow].
+    const double per_step_overflow = 0.01 * delta / ((1.0 + std::exp(target_epsilon)) * static_cast<double>(steps));
+    const dpsgd::TruncationCapacity capacity =
+        dpsgd::capacity_for_truncation_probability(train_size, q, std::min(per_step_overflow, 1e-3));
     const dpsgd::PoissonSampler sampler(train_size, q, capacity.capacity, run_seed + 3);
 
+    double sigma = 0.0;
+    if (!no_privacy) {
+      sigma = noise_multiplier ? *noise_multiplier
+                               : dpsgd::calibrate_noise_multiplier(q, steps, target_epsilon, delta, {}, train_size,
+                                                                   capacity.capacity);
+    }
     dpsgd::DpSgdConfig config;
-    config.noise_multiplier = no_privacy ? 0.0 : noise_multiplier;
+    config.noise_multiplier = sigma;
     config.sampling_rate = q;
     config.expected_batch_size = batch_size;
     config.clip = dpsgd::ClipConfig::flat(clip_norm);
     config.dataset_size = train_size;
     config.capacity = capacity.capacity;
-    dpsgd::DpSgd<float> dp(config, std::make_unique<dpsgd::Momentum<float>>(learning_rate, momentum), run_seed + 4);
+    dpsgd::PrivacyLedger ledger;
+    dpsgd::DpSgd<float> dp(config, std::make_unique<dpsgd::Momentum<float>>(learning_rate, momentum), run_seed + 4,
+                           &ledger);
+    // Progress lines use the RDP accountant (microseconds, an upper bound); the final figure uses PLD.
+    dpsgd::AccountantOptions rdp_options;
+    rdp_options.kind = dpsgd::AccountantKind::kRdp;
+    const auto epsilon_so_far = [&](const dpsgd::AccountantOptions& options) {
+      return no_privacy ? INFINITY : ledger.epsilon(delta, options);
+    };
 
     dpsgd::nn::Mlp<float> model({features, hidden, classes}, dpsgd::nn::ActivationKind::kTanh, run_seed + 5);
     std::printf(
@@ -154,11 +178,13 @@ int main(int argc, char** argv) {
         const double window = std::chrono::duration<double>(now - window_start).count();
         window_start = now;
         const double left = seconds / static_cast<double>(step + 1) * static_cast<double>(steps - step - 1);
-        std::printf("  epoch %5.2f  step %6lld/%lld  loss %.4f  clipped %5.1f%%  %8.0f examples/s  %5.1fs left\n",
-                    static_cast<double>(step + 1) * q, static_cast<long long>(step + 1), static_cast<long long>(steps),
-                    loss_count ? loss_sum / static_cast<double>(loss_count) : 0.0,
-                    seen ? 100.0 * static_cast<double>(clipped) / static_cast<double>(seen) : 0.0,
-                    static_cast<double>(seen) / window, left);
+        std::printf(
+            "  epoch %5.2f  step %6lld/%lld  loss %.4f  clipped %5.1f%%  eps(rdp) %6.3f  %8.0f examples/s  %5.1fs "
+            "left\n",
+            static_cast<double>(step + 1) * q, static_cast<long long>(step + 1), static_cast<long long>(steps),
+            loss_count ? loss_sum / static_cast<double>(loss_count) : 0.0,
+            seen ? 100.0 * static_cast<double>(clipped) / static_cast<double>(seen) : 0.0, epsilon_so_far(rdp_options),
+            static_cast<double>(seen) / window, left);
         std::fflush(stdout);
         loss_sum = 0.0;
         loss_count = clipped = seen = 0;
@@ -166,18 +192,24 @@ int main(int argc, char** argv) {
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double test_accuracy = accuracy(model, test);
+    const double epsilon = epsilon_so_far({});
     std::printf("test accuracy: %.4f\n", test_accuracy);
-    std::printf("privacy: sigma=%.4f, q=%.6f, steps=%lld, Poisson sampling with capacity %lld%s\n",
-                config.noise_multiplier, q, static_cast<long long>(steps), static_cast<long long>(capacity.capacity),
+    std::printf("epsilon: %.4f at delta = %g (PLD accountant, add/remove adjacency, truncated Poisson sampling)\n",
+                epsilon, delta);
+    std::printf("privacy: sigma=%.4f, q=%.6f, steps=%lld, capacity %lld%s\n", config.noise_multiplier, q,
+                static_cast<long long>(steps), static_cast<long long>(capacity.capacity),
                 no_privacy ? " (no privacy: epsilon is infinite)" : "");
     if (dropped > 0) std::printf("dropped %lld examples with non-finite gradients\n", static_cast<long long>(dropped));
     if (!metrics_out.empty()) {
-      const nlohmann::json metrics = {{"test_accuracy", test_accuracy},
-                                      {"noise_multiplier", config.noise_multiplier},
-                                      {"sampling_rate", q},
-                                      {"steps", steps},
-                                      {"capacity", capacity.capacity},
-                                      {"seconds", seconds}};
+      const nlohmann::json metrics = {
+          {"test_accuracy", test_accuracy},
+          {"epsilon", std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr)},
+          {"delta", delta},
+          {"noise_multiplier", config.noise_multiplier},
+          {"sampling_rate", q},
+          {"steps", steps},
+          {"capacity", capacity.capacity},
+          {"seconds", seconds}};
       std::ofstream out(metrics_out);
       out << metrics.dump(2) << "\n";
       if (!out) throw dpsgd::IoError("cannot write --metrics-out file " + metrics_out);

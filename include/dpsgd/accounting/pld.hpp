@@ -61,11 +61,14 @@ struct PldOptions {
   // Finest grid tried; the answer at the last grid is returned even if the target was not met.
   double min_grid = 1e-7;
   std::int64_t max_points = std::int64_t{1} << 23;
+  // > 0: skip the refinement and answer on this grid (still an upper bound). Calibration uses the
+  // grid found for one sigma for its neighbours, one composition per query instead of three.
+  double fixed_grid = 0.0;
 };
 
 struct PldResult {
-  double value = 0.0;        // epsilon (or delta), an upper bound
-  double grid = 0.0;         // grid of the final answer
+  double value = 0.0;           // epsilon (or delta), an upper bound
+  double grid = 0.0;            // grid of the final answer
   double error_estimate = 0.0;  // |answer(grid) - answer(2 grid)| / answer(grid)
 };
 

@@ -31,6 +31,13 @@ class IoError : public Error {
   using Error::Error;
 };
 
+// A file was read but its content is not what dpsgd wrote: truncated, corrupt, edited, or of an
+// unknown format version. Never answered by silently starting afresh.
+class FormatError : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 [[noreturn]] inline void throw_invalid_argument(const char* function, const std::string& message) {
   throw InvalidArgument(std::string("dpsgd::") + function + ": " + message);

@@ -1,0 +1,67 @@
+// The accountant's public queries: epsilon, delta, noise and step calibration, with truncation.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "dpsgd/accounting/pld.hpp"
+
+namespace dpsgd {
+
+enum class AccountantKind : int {
+  kPld = 0,  // privacy loss distributions: tight, the default
+  kRdp = 1,  // Renyi DP over dp_accounting's order grid: looser, very fast
+};
+
+// "pld" / "rdp"; parse_accountant_kind throws InvalidArgument for anything else.
+std::string to_string(AccountantKind kind);
+AccountantKind parse_accountant_kind(const std::string& name);
+
+// A phase of training and, optionally, the fixed capacity its Poisson batches were truncated to.
+struct TrainingPhase {
+  double sampling_rate = 0.0;
+  double noise_multiplier = 0.0;
+  std::int64_t steps = 0;
+  // Truncated Poisson sampling: dataset size N and capacity B (both 0 when batches are not truncated).
+  std::int64_t dataset_size = 0;
+  std::int64_t capacity = 0;
+
+  bool truncated() const { return capacity > 0; }
+};
+
+// Throws InvalidArgument naming the field of phases[index] that is out of range.
+void validate_training_phase(const TrainingPhase& phase, std::size_t index = 0);
+
+// eta = sum over truncated phases of T * Pr[Binomial(N + 1, q) > B]: the probability that any step of
+// the run truncates, on the larger of two neighbouring datasets.
+double truncation_probability(std::span<const TrainingPhase> phases);
+
+struct AccountantOptions {
+  AccountantKind kind = AccountantKind::kPld;
+  PldOptions pld;
+};
+
+// epsilon such that the run is (epsilon, delta)-DP under add/remove adjacency; an upper bound.
+// With truncation (Chua et al. 2024): if the untruncated run is (eps, d)-DP and truncation happens
+// with probability at most eta, the truncated run is (eps, d + (1 + e^eps) eta)-DP (a coupling of
+// the two runs on each of the neighbouring datasets). Returns +inf when delta <= 2 eta leaves no room.
+double compute_epsilon(std::span<const TrainingPhase> phases, double delta, const AccountantOptions& options = {});
+
+// delta such that the run is (epsilon, delta)-DP; an upper bound.
+double compute_delta(std::span<const TrainingPhase> phases, double epsilon, const AccountantOptions& options = {});
+
+// The smallest noise multiplier (within relative 1e-4) whose run of `steps` steps at `sampling_rate`
+// meets (epsilon, delta); the returned sigma always satisfies compute_epsilon(sigma) <= epsilon.
+// `dataset_size` and `capacity` > 0 add truncation. Throws InvalidArgument when no sigma <= 1e4 does.
+double calibrate_noise_multiplier(double sampling_rate, std::int64_t steps, double epsilon, double delta,
+                                  const AccountantOptions& options = {}, std::int64_t dataset_size = 0,
+                                  std::int64_t capacity = 0);
+
+// The largest number of steps (up to max_steps) at (sampling_rate, noise_multiplier) that stays within
+// (epsilon, delta); 0 if even one step exceeds it.
+std::int64_t calibrate_steps(double sampling_rate, double noise_multiplier, double epsilon, double delta,
+                             const AccountantOptions& options = {}, std::int64_t max_steps = 100'000'000,
+                             std::int64_t dataset_size = 0, std::int64_t capacity = 0);
+
+}  // namespace dpsgd

@@ -1,0 +1,163 @@
+// PrivacyLedger: run-length phases, JSON with an FNV-1a checksum, atomic persistence.
+#include "dpsgd/accounting/privacy_ledger.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+#include "dpsgd/core/atomic_file.hpp"
+#include "dpsgd/core/error.hpp"
+
+namespace dpsgd {
+namespace {
+
+constexpr const char* kFormat = "dpsgd.privacy_ledger";
+constexpr int kVersion = 1;
+
+// FNV-1a, 64 bits: detects truncation and accidental or careless edits. It is not a signature; a
+// file an adversary can rewrite needs filesystem protection, as the docs say.
+std::string checksum_of(const std::string& text) {
+  std::uint64_t hash = 0xcbf29ce484222325ULL;
+  for (const unsigned char c : text) {
+    hash ^= c;
+    hash *= 0x100000001b3ULL;
+  }
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "fnv1a64:%016llx", static_cast<unsigned long long>(hash));
+  return buffer;
+}
+
+[[noreturn]] void corrupt(const std::string& what) { throw FormatError("dpsgd: privacy ledger refused: " + what); }
+
+template <typename T>
+T field(const nlohmann::json& object, const char* key, const std::string& where) {
+  if (!object.is_object() || !object.contains(key)) corrupt(where + " has no \"" + key + "\"");
+  try {
+    return object.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    corrupt(where + " has a \"" + key + "\" of the wrong type");
+  }
+}
+
+}  // namespace
+
+PrivacyLedger::PrivacyLedger(std::string persist_path) : persist_path_(std::move(persist_path)) {
+  DPSGD_CHECK_ARG(!persist_path_->empty(), "persist_path must not be empty");
+}
+
+void PrivacyLedger::record(const DpStepRecord& step) {
+  DPSGD_CHECK_ARG(std::isfinite(step.sampling_rate) && step.sampling_rate > 0.0 && step.sampling_rate <= 1.0,
+                  "step.sampling_rate must be in (0, 1], got " << step.sampling_rate);
+  DPSGD_CHECK_ARG(std::isfinite(step.noise_multiplier) && step.noise_multiplier >= 0.0,
+                  "step.noise_multiplier must be finite and >= 0, got " << step.noise_multiplier);
+  DPSGD_CHECK_ARG(step.step >= next_step_, "step.step = " << step.step << " was already recorded (next is "
+                                                          << next_step_ << "); reusing a step reuses its noise");
+  DPSGD_CHECK_ARG((step.dataset_size == 0) == (step.capacity == 0) && step.dataset_size >= 0 && step.capacity >= 0,
+                  "step.dataset_size and step.capacity must both be > 0 (truncation) or both 0, got "
+                      << step.dataset_size << " and " << step.capacity);
+  PrivacyLedger updated = *this;
+  if (step.noise_multiplier == 0.0) {
+    updated.unbounded_ = true;
+  } else if (!updated.phases_.empty() && updated.phases_.back().sampling_rate == step.sampling_rate &&
+             updated.phases_.back().noise_multiplier == step.noise_multiplier &&
+             updated.phases_.back().dataset_size == step.dataset_size &&
+             updated.phases_.back().capacity == step.capacity) {
+    ++updated.phases_.back().steps;
+  } else {
+    updated.phases_.push_back({step.sampling_rate, step.noise_multiplier, 1, step.dataset_size, step.capacity});
+  }
+  updated.next_step_ = step.step + 1;
+  // Write-ahead: the step counts only once it is on disk; if saving throws, nothing changes.
+  if (persist_path_) updated.save(*persist_path_);
+  *this = std::move(updated);
+}
+
+std::int64_t PrivacyLedger::steps() const {
+  std::int64_t total = 0;
+  for (const auto& phase : phases_) total += phase.steps;
+  return total;
+}
+
+double PrivacyLedger::epsilon(double delta, const AccountantOptions& options) const {
+  if (unbounded_) return std::numeric_limits<double>::infinity();
+  if (phases_.empty()) return 0.0;
+  return compute_epsilon(phases_, delta, options);
+}
+
+double PrivacyLedger::delta(double epsilon, const AccountantOptions& options) const {
+  if (unbounded_) return 1.0;
+  if (phases_.empty()) return 0.0;
+  return compute_delta(phases_, epsilon, options);
+}
+
+nlohmann::json PrivacyLedger::to_json() const {
+  nlohmann::json payload;
+  payload["format"] = kFormat;
+  payload["version"] = kVersion;
+  payload["next_step"] = next_step_;
+  payload["unbounded"] = unbounded_;
+  payload["phases"] = nlohmann::json::array();
+  for (const auto& p : phases_) {
+    payload["phases"].push_back({{"sampling_rate", p.sampling_rate},
+                                 {"noise_multiplier", p.noise_multiplier},
+                                 {"steps", p.steps},
+                                 {"dataset_size", p.dataset_size},
+                                 {"capacity", p.capacity}});
+  }
+  nlohmann::json document = payload;
+  document["checksum"] = checksum_of(payload.dump());
+  return document;
+}
+
+PrivacyLedger PrivacyLedger::from_json(const nlohmann::json& document) {
+  if (!document.is_object()) corrupt("the document is not a JSON object");
+  if (field<std::string>(document, "format", "the ledger") != kFormat)
+    corrupt("\"format\" is not \"" + std::string(kFormat) + "\"");
+  const int version = field<int>(document, "version", "the ledger");
+  if (version != kVersion) corrupt("version " + std::to_string(version) + " is not the supported version 1");
+  nlohmann::json payload = document;
+  const std::string stored = field<std::string>(document, "checksum", "the ledger");
+  payload.erase("checksum");
+  if (checksum_of(payload.dump()) != stored) corrupt("the checksum does not match the content (edited or corrupt)");
+  PrivacyLedger ledger;
+  ledger.next_step_ = field<std::uint64_t>(document, "next_step", "the ledger");
+  ledger.unbounded_ = field<bool>(document, "unbounded", "the ledger");
+  const nlohmann::json& phases = document.at("phases");
+  if (!phases.is_array()) corrupt("\"phases\" is not an array");
+  std::uint64_t counted = 0;
+  for (std::size_t k = 0; k < phases.size(); ++k) {
+    const std::string where = "phases[" + std::to_string(k) + "]";
+    TrainingPhase p{field<double>(phases[k], "sampling_rate", where),
+                    field<double>(phases[k], "noise_multiplier", where), field<std::int64_t>(phases[k], "steps", where),
+                    field<std::int64_t>(phases[k], "dataset_size", where),
+                    field<std::int64_t>(phases[k], "capacity", where)};
+    try {
+      validate_training_phase(p, k);
+    } catch (const InvalidArgument& e) {
+      corrupt(where + " is out of range: " + e.what());
+    }
+    counted += static_cast<std::uint64_t>(p.steps);
+    ledger.phases_.push_back(p);
+  }
+  if (counted > ledger.next_step_) corrupt("it holds more steps than its next_step allows");
+  return ledger;
+}
+
+void PrivacyLedger::save(const std::string& path) const { write_file_atomically(path, to_json().dump(2) + "\n"); }
+
+PrivacyLedger PrivacyLedger::load(const std::string& path) {
+  const std::string text = read_file(path);
+  nlohmann::json document;
+  try {
+    document = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    corrupt(path + " is not valid JSON (" + e.what() + ")");
+  }
+  try {
+    return from_json(document);
+  } catch (const FormatError& e) {
+    throw FormatError(std::string(e.what()) + " [" + path + "]");
+  }
+}
+
+}  // namespace dpsgd
