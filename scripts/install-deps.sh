@@ -8,6 +8,7 @@ packages=(
   libeigen3-dev                  # Eigen 3.4: linear algebra
   nlohmann-json3-dev             # JSON I/O
   libcli11-dev                   # command-line parsing of the examples and CLI
+  zlib1g-dev                     # reading the gzip-compressed IDX files
   libgtest-dev                   # GoogleTest
   libbenchmark-dev               # Google Benchmark
   clang-format                   # formatting check in CI

@@ -5,7 +5,9 @@
 #include <random>
 
 #include "dpsgd/clipping/dense_clipping.hpp"
+#include "dpsgd/nn/conv2d.hpp"
 #include "dpsgd/nn/mlp.hpp"
+#include "dpsgd/nn/pooling.hpp"
 #include "dpsgd/nn/softmax_cross_entropy.hpp"
 
 namespace dpsgd::nn {
@@ -29,11 +31,11 @@ Problem random_problem(std::uint64_t seed, std::int64_t batch, std::int64_t inpu
   return p;
 }
 
-double total_loss(Mlp<double>& model, const Problem& p) {
+double total_loss(Sequential<double>& model, const Problem& p) {
   return softmax_cross_entropy<double>(model.forward(p.x), p.labels, p.mask).total_loss;
 }
 
-std::vector<double> analytic_gradient(Mlp<double>& model, const Problem& p) {
+std::vector<double> analytic_gradient(Sequential<double>& model, const Problem& p) {
   const auto loss = softmax_cross_entropy<double>(model.forward(p.x), p.labels, p.mask);
   model.backward(loss.logit_grads);
   std::vector<double> grad(static_cast<std::size_t>(model.num_parameters()), 0.0);
@@ -67,7 +69,7 @@ INSTANTIATE_TEST_SUITE_P(Activations, MlpFiniteDifference,
                          });
 
 // Per-example gradients by running each example alone: the brute force ghost clipping avoids.
-RowMajorMatrix<double> materialised_per_example_gradients(Mlp<double>& model, const Problem& p) {
+RowMajorMatrix<double> materialised_per_example_gradients(Sequential<double>& model, const Problem& p) {
   RowMajorMatrix<double> rows = RowMajorMatrix<double>::Zero(p.x.rows(), model.num_parameters());
   for (Eigen::Index i = 0; i < p.x.rows(); ++i) {
     Problem one{p.x.row(i), {p.labels[i]}, {1}};
@@ -108,6 +110,116 @@ TEST_P(MlpGhostClipping, MatchesDenseClippingOfMaterialisedGradients) {
 }
 
 INSTANTIATE_TEST_SUITE_P(FlatAndPerLayer, MlpGhostClipping, ::testing::Bool());
+
+// 6x6x2 images -> conv 3x3 (pad 1) -> tanh -> max pool 2 -> conv 2x2 stride 2 -> tanh -> avg pool 2 -> linear.
+void build_small_cnn(Sequential<double>& model, std::uint64_t seed) {
+  auto& conv1 = model.add<Conv2d<double>>(ImageShape{6, 6, 2}, 3, 3, 1, 1);
+  model.add<Activation<double>>(ActivationKind::kTanh);
+  auto& pool1 = model.add<Pool2d<double>>(conv1.output_shape(), 2, 1, PoolKind::kMax);
+  auto& conv2 = model.add<Conv2d<double>>(pool1.output_shape(), 4, 2, 2, 0);
+  model.add<Activation<double>>(ActivationKind::kTanh);
+  auto& pool2 = model.add<Pool2d<double>>(conv2.output_shape(), 2, 1, PoolKind::kAverage);
+  model.add<Linear<double>>(pool2.output_shape().size(), 3, true);
+  model.finalize(seed);
+}
+
+TEST(Cnn, GradientMatchesCentralDifferences) {
+  const Problem p = random_problem(21, 5, 72, 3);
+  Sequential<double> model;
+  build_small_cnn(model, 4);
+  const std::vector<double> grad = analytic_gradient(model, p);
+  auto params = model.parameters();
+  const double h = 1e-6;
+  for (std::size_t j = 0; j < params.size(); ++j) {
+    const double saved = params[j];
+    params[j] = saved + h;
+    const double up = total_loss(model, p);
+    params[j] = saved - h;
+    const double down = total_loss(model, p);
+    params[j] = saved;
+    const double numeric = (up - down) / (2 * h);
+    EXPECT_NEAR(grad[j], numeric, 1e-6 * std::max(1.0, std::abs(numeric))) << "parameter " << j;
+  }
+}
+
+TEST(Cnn, InputGradientMatchesCentralDifferences) {
+  // Conv2d's col2im and the pooling backward passes, checked through the input.
+  const Problem p = random_problem(22, 2, 72, 3);
+  Sequential<double> model;
+  build_small_cnn(model, 5);
+  Conv2d<double> probe(ImageShape{6, 6, 2}, 3, 3, 1, 1);
+  std::vector<double> weights(static_cast<std::size_t>(probe.num_parameters()));
+  probe.bind(weights.data());
+  probe.initialize(9, 0);
+  const RowMajorMatrix<double> y = probe.forward(p.x);
+  const RowMajorMatrix<double> upstream = RowMajorMatrix<double>::Random(y.rows(), y.cols());
+  const RowMajorMatrix<double> dx = probe.backward(upstream);
+  RowMajorMatrix<double> x = p.x;
+  for (Eigen::Index j = 0; j < x.cols(); j += 5) {
+    const double saved = x(1, j);
+    x(1, j) = saved + 1e-6;
+    const double up = (probe.forward(x).array() * upstream.array()).sum();
+    x(1, j) = saved - 1e-6;
+    const double down = (probe.forward(x).array() * upstream.array()).sum();
+    x(1, j) = saved;
+    EXPECT_NEAR(dx(1, j), (up - down) / 2e-6, 1e-6) << j;
+  }
+  for (PoolKind kind : {PoolKind::kMax, PoolKind::kAverage}) {
+    Pool2d<double> pool(ImageShape{6, 6, 2}, 2, 2, kind);
+    const RowMajorMatrix<double> out = pool.forward(p.x);
+    const RowMajorMatrix<double> g = RowMajorMatrix<double>::Random(out.rows(), out.cols());
+    const RowMajorMatrix<double> back = pool.backward(g);
+    for (Eigen::Index j = 0; j < x.cols(); j += 3) {
+      const double saved = x(0, j);
+      x(0, j) = saved + 1e-7;
+      const double up = (pool.forward(x).array() * g.array()).sum();
+      x(0, j) = saved - 1e-7;
+      const double down = (pool.forward(x).array() * g.array()).sum();
+      x(0, j) = saved;
+      EXPECT_NEAR(back(0, j), (up - down) / 2e-7, 1e-6) << j;
+    }
+  }
+}
+
+TEST(Cnn, GhostClippingMatchesMaterialisedPerExampleGradients) {
+  for (bool per_layer : {false, true}) {
+    const Problem p = random_problem(23, 8, 72, 3);
+    Sequential<double> model;
+    build_small_cnn(model, 6);
+    const RowMajorMatrix<double> rows = materialised_per_example_gradients(model, p);
+    const ClipConfig config = per_layer ? ClipConfig::per_group({0.2, 0.3, 0.1}) : ClipConfig::flat(0.3);
+    std::vector<double> dense(static_cast<std::size_t>(model.num_parameters()), 0.0);
+    clip_and_accumulate<double>(rows, p.mask, config, dense,
+                                per_layer ? std::span<const std::int64_t>(model.layer_offsets()) : std::span<const std::int64_t>());
+    const auto loss = softmax_cross_entropy<double>(model.forward(p.x), p.labels, p.mask);
+    model.backward(loss.logit_grads);
+    std::vector<double> ghost(dense.size(), 0.0);
+    const ClipFactors got = model.clipped_gradient_sum(p.mask, config, ghost);
+    for (std::size_t j = 0; j < dense.size(); ++j) EXPECT_NEAR(ghost[j], dense[j], 1e-12 + 1e-10 * std::abs(dense[j])) << j;
+    EXPECT_GT(got.stats.num_clipped, 0);
+  }
+}
+
+TEST(Cnn, RejectsBadShapes) {
+  EXPECT_THROW(Conv2d<float>(ImageShape{4, 4, 1}, 0, 3, 1, 1), InvalidArgument);
+  EXPECT_THROW(Conv2d<float>(ImageShape{4, 4, 1}, 2, 0, 1, 0), InvalidArgument);
+  EXPECT_THROW(Conv2d<float>(ImageShape{4, 4, 1}, 2, 3, 0, 1), InvalidArgument);
+  EXPECT_THROW(Conv2d<float>(ImageShape{4, 4, 1}, 2, 3, 1, 3), InvalidArgument);
+  EXPECT_THROW(Conv2d<float>(ImageShape{2, 2, 1}, 2, 5, 1, 0), InvalidArgument);
+  EXPECT_THROW(Conv2d<float>(ImageShape{0, 4, 1}, 2, 3, 1, 1), InvalidArgument);
+  EXPECT_THROW(Pool2d<float>(ImageShape{4, 4, 1}, 5, 1, PoolKind::kMax), InvalidArgument);
+  EXPECT_THROW(Pool2d<float>(ImageShape{4, 4, 1}, 2, 0, PoolKind::kMax), InvalidArgument);
+  EXPECT_THROW(Pool2d<float>(ImageShape{4, 4, 1}, 2, 1, static_cast<PoolKind>(7)), InvalidArgument);
+  Conv2d<float> conv(ImageShape{4, 4, 1}, 2, 3, 1, 1);
+  std::vector<float> w(static_cast<std::size_t>(conv.num_parameters()));
+  conv.bind(w.data());
+  EXPECT_THROW(conv.forward(RowMajorMatrix<float>::Zero(2, 15)), InvalidArgument);
+  Sequential<float> empty;
+  EXPECT_THROW(empty.finalize(1), InvalidArgument);
+  Sequential<float> unfinalized;
+  unfinalized.add<Activation<float>>(ActivationKind::kRelu);
+  EXPECT_THROW(unfinalized.forward(RowMajorMatrix<float>::Zero(1, 3)), InvalidArgument);
+}
 
 TEST(SoftmaxCrossEntropy, ValuesAndPadding) {
   RowMajorMatrix<float> logits = RowMajorMatrix<float>::Zero(2, 4);

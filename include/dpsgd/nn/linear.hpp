@@ -8,6 +8,7 @@
 #include "dpsgd/clipping/ghost_linear.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
+#include "dpsgd/nn/layer.hpp"
 #include "dpsgd/noise/gaussian_transform.hpp"
 
 namespace dpsgd::nn {
@@ -16,7 +17,7 @@ namespace dpsgd::nn {
 // stream and one optimiser cover the whole model. forward() keeps the input activations and
 // backward() the output gradients: the two factors of ghost clipping.
 template <typename Scalar>
-class Linear {
+class Linear : public Layer<Scalar> {
  public:
   Linear(std::int64_t in_features, std::int64_t out_features, bool bias = true)
       : in_(in_features), out_(out_features), bias_(bias) {
@@ -27,13 +28,13 @@ class Linear {
   std::int64_t in_features() const { return in_; }
   std::int64_t out_features() const { return out_; }
   bool has_bias() const { return bias_; }
-  std::int64_t num_parameters() const { return in_ * out_ + (bias_ ? out_ : 0); }
+  std::int64_t num_parameters() const override { return in_ * out_ + (bias_ ? out_ : 0); }
 
   // Points the layer at its slice of the model's parameter buffer.
-  void bind(Scalar* parameters) { params_ = parameters; }
+  void bind(Scalar* parameters) override { params_ = parameters; }
 
   // Uniform(-1/sqrt(in), 1/sqrt(in)) weights (the PyTorch default scale), zero bias; deterministic in seed.
-  void initialize(std::uint64_t seed, std::uint32_t layer_index) {
+  void initialize(std::uint64_t seed, std::uint32_t layer_index) override {
     const double bound = 1.0 / std::sqrt(static_cast<double>(in_));
     const PhiloxKey key = philox_key_from_seed(seed);
     for (std::int64_t j = 0; j < in_ * out_; ++j) {
@@ -49,7 +50,7 @@ class Linear {
   Eigen::Map<const RowMajorMatrix<Scalar>> weight() const { return {params_, out_, in_}; }
   Eigen::Map<Eigen::Matrix<Scalar, 1, Eigen::Dynamic>> bias() { return {params_ + in_ * out_, out_}; }
 
-  RowMajorMatrix<Scalar> forward(const ConstRowsRef<Scalar>& input) {
+  RowMajorMatrix<Scalar> forward(const ConstRowsRef<Scalar>& input) override {
     DPSGD_CHECK_ARG(input.cols() == in_, "input must have in_features = " << in_ << " columns, got " << input.cols());
     input_ = input;
     RowMajorMatrix<Scalar> output = input * weight().transpose();
@@ -59,7 +60,7 @@ class Linear {
   }
 
   // Returns dL/d input; keeps dL/d output for the gradient functions below.
-  RowMajorMatrix<Scalar> backward(const ConstRowsRef<Scalar>& output_grad) {
+  RowMajorMatrix<Scalar> backward(const ConstRowsRef<Scalar>& output_grad) override {
     DPSGD_CHECK_ARG(output_grad.rows() == input_.rows() && output_grad.cols() == out_,
                     "output_grad must be " << input_.rows() << " x " << out_ << ", got " << output_grad.rows() << " x "
                                            << output_grad.cols());
@@ -68,13 +69,13 @@ class Linear {
   }
 
   // Ghost norms of this layer's per-example gradients into column `group`.
-  void accumulate_squared_norms(std::int64_t batch, SquaredNorms& squared_norms, int group) const {
+  void accumulate_squared_norms(std::int64_t batch, SquaredNorms& squared_norms, int group) const override {
     accumulate_linear_squared_norms<Scalar>(input_, output_grad_, batch, bias_, squared_norms, group);
   }
 
   // grad_slice (this layer's slice of the model gradient) += sum_i c_i grad_i.
   void accumulate_clipped_gradient(std::int64_t batch, const Eigen::MatrixXd& factors, int group,
-                                   std::span<Scalar> grad_slice) const {
+                                   std::span<Scalar> grad_slice) const override {
     DPSGD_CHECK_ARG(static_cast<std::int64_t>(grad_slice.size()) == num_parameters(),
                     "grad_slice must have " << num_parameters() << " entries, got " << grad_slice.size());
     Eigen::Map<RowMajorMatrix<Scalar>> weight_grad(grad_slice.data(), out_, in_);

@@ -1,0 +1,122 @@
+// IDX reader: header and size checks, transparent gzip through zlib.
+#include "dpsgd/data/idx.hpp"
+
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+
+#include "dpsgd/core/error.hpp"
+
+namespace dpsgd {
+namespace {
+
+[[noreturn]] void bad_file(const std::string& path, const std::string& what) {
+  throw FormatError("dpsgd: " + path + " is not a valid IDX file: " + what);
+}
+
+// Reads exactly `size` bytes, or reports how many there were.
+std::size_t read_some(gzFile file, const std::string& path, void* buffer, std::size_t size) {
+  std::size_t total = 0;
+  auto* bytes = static_cast<unsigned char*>(buffer);
+  while (total < size) {
+    const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(size - total, 1u << 30));
+    const int got = gzread(file, bytes + total, chunk);
+    if (got < 0) {
+      int code = 0;
+      const char* message = gzerror(file, &code);
+      bad_file(path, std::string("corrupt compressed data (") + (message ? message : "zlib error") + ")");
+    }
+    if (got == 0) break;
+    total += static_cast<std::size_t>(got);
+  }
+  return total;
+}
+
+class GzFile {
+ public:
+  explicit GzFile(const std::string& path) : file_(gzopen(path.c_str(), "rb")) {
+    if (file_ == nullptr) {
+      throw IoError("dpsgd: cannot open " + path + ": " + (errno ? std::strerror(errno) : "unknown error"));
+    }
+  }
+  ~GzFile() { gzclose(file_); }
+  GzFile(const GzFile&) = delete;
+  GzFile& operator=(const GzFile&) = delete;
+  gzFile get() const { return file_; }
+
+ private:
+  gzFile file_;
+};
+
+}  // namespace
+
+IdxArray read_idx(const std::string& path) {
+  errno = 0;
+  GzFile file(path);
+  unsigned char magic[4];
+  if (read_some(file.get(), path, magic, 4) != 4) bad_file(path, "shorter than its 4-byte magic number");
+  if (magic[0] != 0 || magic[1] != 0) bad_file(path, "the magic number does not start with two zero bytes");
+  if (magic[2] != 0x08) bad_file(path, "element type 0x" + std::to_string(magic[2]) + " is not 0x08 (unsigned byte)");
+  const int ndims = magic[3];
+  if (ndims < 1 || ndims > 4) bad_file(path, "it declares " + std::to_string(ndims) + " dimensions (1 to 4 supported)");
+  IdxArray array;
+  std::uint64_t total = 1;
+  for (int d = 0; d < ndims; ++d) {
+    unsigned char be[4];
+    if (read_some(file.get(), path, be, 4) != 4) bad_file(path, "the header ends inside dimension " + std::to_string(d));
+    const std::uint64_t size = (std::uint64_t{be[0]} << 24) | (std::uint64_t{be[1]} << 16) | (std::uint64_t{be[2]} << 8) | be[3];
+    if (size == 0) bad_file(path, "dimension " + std::to_string(d) + " is zero");
+    total *= size;
+    if (total > (std::uint64_t{1} << 34)) bad_file(path, "it declares more than 2^34 values");
+    array.dims.push_back(static_cast<std::int64_t>(size));
+  }
+  array.values.resize(static_cast<std::size_t>(total));
+  const std::size_t got = read_some(file.get(), path, array.values.data(), array.values.size());
+  if (got != array.values.size()) {
+    bad_file(path, "truncated: the header promises " + std::to_string(total) + " values, the file holds " + std::to_string(got));
+  }
+  unsigned char extra;
+  if (read_some(file.get(), path, &extra, 1) != 0) bad_file(path, "it holds more data than its header declares");
+  return array;
+}
+
+LabelledImages read_idx_images(const std::string& images_path, const std::string& labels_path, int num_classes) {
+  DPSGD_CHECK_ARG(num_classes >= 2, "num_classes must be >= 2, got " << num_classes);
+  const IdxArray images = read_idx(images_path);
+  const IdxArray labels = read_idx(labels_path);
+  if (images.dims.size() != 3) bad_file(images_path, "an image file has 3 dimensions, this one " + std::to_string(images.dims.size()));
+  if (labels.dims.size() != 1) bad_file(labels_path, "a label file has 1 dimension, this one " + std::to_string(labels.dims.size()));
+  if (images.dims[0] != labels.dims[0]) {
+    throw FormatError("dpsgd: " + images_path + " holds " + std::to_string(images.dims[0]) + " images but " + labels_path +
+                      " holds " + std::to_string(labels.dims[0]) + " labels");
+  }
+  LabelledImages out;
+  out.height = images.dims[1];
+  out.width = images.dims[2];
+  const std::int64_t n = images.dims[0], pixels = out.height * out.width;
+  out.images.resize(n, pixels);
+  for (std::int64_t i = 0; i < n * pixels; ++i) out.images.data()[i] = static_cast<float>(images.values[i]) / 255.0f;
+  out.labels.resize(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    const int label = labels.values[static_cast<std::size_t>(i)];
+    if (label >= num_classes) bad_file(labels_path, "label " + std::to_string(label) + " of item " + std::to_string(i) +
+                                                        " is not below " + std::to_string(num_classes));
+    out.labels[static_cast<std::size_t>(i)] = label;
+  }
+  return out;
+}
+
+std::string find_idx_file(const std::string& directory, const std::string& name) {
+  const std::filesystem::path base(directory);
+  for (const std::string& candidate : {name, name + ".gz"}) {
+    const auto path = base / candidate;
+    if (std::filesystem::exists(path)) return path.string();
+  }
+  throw IoError("dpsgd: neither " + (base / name).string() + " nor " + (base / (name + ".gz")).string() +
+                " exists (install the Debian package dataset-fashion-mnist, or pass --data-dir)");
+}
+
+}  // namespace dpsgd
