@@ -2,10 +2,10 @@
 #include "dpsgd/accounting/privacy_ledger.hpp"
 
 #include <cmath>
-#include <cstdio>
 #include <limits>
 
 #include "dpsgd/core/atomic_file.hpp"
+#include "dpsgd/core/checksum.hpp"
 #include "dpsgd/core/error.hpp"
 
 namespace dpsgd {
@@ -13,19 +13,6 @@ namespace {
 
 constexpr const char* kFormat = "dpsgd.privacy_ledger";
 constexpr int kVersion = 1;
-
-// FNV-1a, 64 bits: detects truncation and accidental or careless edits. It is not a signature; a
-// file an adversary can rewrite needs filesystem protection, as the docs say.
-std::string checksum_of(const std::string& text) {
-  std::uint64_t hash = 0xcbf29ce484222325ULL;
-  for (const unsigned char c : text) {
-    hash ^= c;
-    hash *= 0x100000001b3ULL;
-  }
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "fnv1a64:%016llx", static_cast<unsigned long long>(hash));
-  return buffer;
-}
 
 [[noreturn]] void corrupt(const std::string& what) { throw FormatError("dpsgd: privacy ledger refused: " + what); }
 
@@ -43,6 +30,11 @@ T field(const nlohmann::json& object, const char* key, const std::string& where)
 
 PrivacyLedger::PrivacyLedger(std::string persist_path) : persist_path_(std::move(persist_path)) {
   DPSGD_CHECK_ARG(!persist_path_->empty(), "persist_path must not be empty");
+}
+
+void PrivacyLedger::persist_to(std::string path) {
+  DPSGD_CHECK_ARG(!path.empty(), "path must not be empty");
+  persist_path_ = std::move(path);
 }
 
 void PrivacyLedger::record(const DpStepRecord& step) {
@@ -105,7 +97,7 @@ nlohmann::json PrivacyLedger::to_json() const {
                                  {"capacity", p.capacity}});
   }
   nlohmann::json document = payload;
-  document["checksum"] = checksum_of(payload.dump());
+  document["checksum"] = fnv1a64_checksum(payload.dump());
   return document;
 }
 
@@ -118,7 +110,7 @@ PrivacyLedger PrivacyLedger::from_json(const nlohmann::json& document) {
   nlohmann::json payload = document;
   const std::string stored = field<std::string>(document, "checksum", "the ledger");
   payload.erase("checksum");
-  if (checksum_of(payload.dump()) != stored) corrupt("the checksum does not match the content (edited or corrupt)");
+  if (fnv1a64_checksum(payload.dump()) != stored) corrupt("the checksum does not match the content (edited or corrupt)");
   PrivacyLedger ledger;
   ledger.next_step_ = field<std::uint64_t>(document, "next_step", "the ledger");
   ledger.unbounded_ = field<bool>(document, "unbounded", "the ledger");

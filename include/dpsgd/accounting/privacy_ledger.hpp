@@ -27,6 +27,8 @@ class PrivacyLedger : public PrivacyAccountant {
   explicit PrivacyLedger(std::string persist_path);
 
   void record(const DpStepRecord& step) override;
+  // From now on, save to `path` inside every record() (write-ahead), e.g. after load().
+  void persist_to(std::string path);
 
   const std::vector<TrainingPhase>& phases() const { return phases_; }
   std::int64_t steps() const;

@@ -1,0 +1,365 @@
+// fashion_mnist: DP-SGD on Fashion-MNIST from the command line, with the library's public API only:
+// Poisson batches of fixed capacity, ghost clipping, calibrated noise, the PLD accountant, progress,
+// metrics, an SVG plot, and atomic checkpoints that a resumed run continues from.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/accounting/privacy_ledger.hpp"
+#include "dpsgd/core/atomic_file.hpp"
+#include "dpsgd/core/checksum.hpp"
+#include "dpsgd/data/idx.hpp"
+#include "dpsgd/dpsgd.hpp"
+#include "dpsgd/nn/activation.hpp"
+#include "dpsgd/nn/conv2d.hpp"
+#include "dpsgd/nn/linear.hpp"
+#include "dpsgd/nn/pooling.hpp"
+#include "dpsgd/nn/sequential.hpp"
+#include "dpsgd/nn/softmax_cross_entropy.hpp"
+#include "svg_plot.hpp"
+
+namespace {
+
+using dpsgd::RowMajorMatrix;
+using Model = dpsgd::nn::Sequential<float>;
+
+// Everything that defines a run: a checkpoint only resumes a run with equal settings.
+struct Settings {
+  std::string model = "cnn";
+  double epochs = 25, batch_size = 1024, learning_rate = 4.0, momentum = 0.9, clip_norm = 0.1;
+  double epsilon = 3.0, delta = 1e-5;
+  bool no_privacy = false;
+  std::int64_t train_subset = 0, test_subset = 0;
+
+  nlohmann::json to_json() const {
+    return {{"model", model},       {"epochs", epochs},   {"batch_size", batch_size}, {"learning_rate", learning_rate},
+            {"momentum", momentum}, {"clip_norm", clip_norm}, {"epsilon", epsilon},   {"delta", delta},
+            {"no_privacy", no_privacy}, {"train_subset", train_subset}, {"test_subset", test_subset}};
+  }
+};
+
+// The tanh CNN of Papernot et al. 2021 ("Tempered sigmoid activations for deep learning with
+// differential privacy"), as Tramer & Boneh 2021 train it end to end on Fashion-MNIST: conv 8x8/2
+// (16) - tanh - max pool 2/1 - conv 4x4/2 (32) - tanh - max pool 2/1 - linear 32 - tanh - linear 10.
+void build_cnn(Model& model, std::uint64_t seed) {
+  using namespace dpsgd::nn;
+  auto& conv1 = model.add<Conv2d<float>>(ImageShape{28, 28, 1}, 16, 8, 2, 3);
+  model.add<Activation<float>>(ActivationKind::kTanh);
+  auto& pool1 = model.add<Pool2d<float>>(conv1.output_shape(), 2, 1, PoolKind::kMax);
+  auto& conv2 = model.add<Conv2d<float>>(pool1.output_shape(), 32, 4, 2, 0);
+  model.add<Activation<float>>(ActivationKind::kTanh);
+  auto& pool2 = model.add<Pool2d<float>>(conv2.output_shape(), 2, 1, PoolKind::kMax);
+  model.add<Linear<float>>(pool2.output_shape().size(), 32, true);
+  model.add<Activation<float>>(ActivationKind::kTanh);
+  model.add<Linear<float>>(32, 10, true);
+  model.finalize(seed);
+}
+
+void build_mlp(Model& model, std::uint64_t seed) {
+  using namespace dpsgd::nn;
+  model.add<Linear<float>>(784, 256, true);
+  model.add<Activation<float>>(ActivationKind::kTanh);
+  model.add<Linear<float>>(256, 10, true);
+  model.finalize(seed);
+}
+
+// Pixel statistics of the Fashion-MNIST training set (public constants of the data set).
+constexpr float kPixelMean = 0.2860f, kPixelStd = 0.3530f;
+
+dpsgd::LabelledImages load(const std::string& dir, const std::string& stem, std::int64_t subset) {
+  dpsgd::LabelledImages data = dpsgd::read_idx_images(dpsgd::find_idx_file(dir, stem + "-images-idx3-ubyte"),
+                                                      dpsgd::find_idx_file(dir, stem + "-labels-idx1-ubyte"));
+  if (subset > 0 && subset < data.images.rows()) {
+    data.images.conservativeResize(subset, Eigen::NoChange);
+    data.labels.resize(static_cast<std::size_t>(subset));
+  }
+  data.images.array() = (data.images.array() - kPixelMean) / kPixelStd;
+  return data;
+}
+
+double accuracy(Model& model, const dpsgd::LabelledImages& data) {
+  std::int64_t correct = 0;
+  const std::int64_t n = data.images.rows();
+  for (std::int64_t begin = 0; begin < n; begin += 1000) {
+    const std::int64_t size = std::min<std::int64_t>(1000, n - begin);
+    const std::vector<std::int32_t> predicted = model.predict(data.images.middleRows(begin, size));
+    for (std::int64_t i = 0; i < size; ++i) correct += predicted[i] == data.labels[static_cast<std::size_t>(begin + i)];
+  }
+  return static_cast<double>(correct) / static_cast<double>(n);
+}
+
+struct EvalPoint {
+  std::int64_t step;
+  double accuracy, epsilon;
+};
+
+[[noreturn]] void bad_checkpoint(const std::string& path, const std::string& what) {
+  throw dpsgd::FormatError("checkpoint " + path + " refused: " + what);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Train a model on Fashion-MNIST with DP-SGD (dpsgd's main example)"};
+  Settings s;
+  std::string data_dir = "/usr/share/datasets/fashion-mnist", metrics_out, plot_path, checkpoint_path;
+  std::optional<std::uint64_t> seed;
+  std::optional<double> sigma_flag;
+  std::int64_t checkpoint_every = 50;
+  bool resume = false;
+  app.add_option("--data-dir", data_dir, "directory of the four IDX files (plain or .gz)");
+  app.add_option("--model", s.model, "cnn (tanh CNN, default) or mlp")->check(CLI::IsMember({"cnn", "mlp"}));
+  app.add_option("--epsilon", s.epsilon, "privacy budget (default 3)")->check(CLI::PositiveNumber);
+  app.add_option("--delta", s.delta, "delta (default 1e-5)")->check(CLI::Range(1e-300, 0.999999));
+  app.add_option("--noise-multiplier", sigma_flag, "use this sigma and report its epsilon instead of calibrating")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--epochs", s.epochs, "passes over the data")->check(CLI::Range(0.001, 10000.0));
+  app.add_option("--batch-size", s.batch_size, "expected batch size q N")->check(CLI::Range(1.0, 1e6));
+  app.add_option("--learning-rate", s.learning_rate, "learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--momentum", s.momentum, "heavy-ball momentum in [0, 1)")->check(CLI::Range(0.0, 0.999));
+  app.add_option("--clip-norm", s.clip_norm, "per-example clip norm C")->check(CLI::PositiveNumber);
+  app.add_flag("--no-privacy", s.no_privacy, "train the same model without clipping or noise");
+  app.add_option("--seed", seed, "explicit seed: reproducible, NOT for a released model (default: OS CSPRNG)");
+  app.add_option("--train-subset", s.train_subset, "use only the first N training examples (smoke tests)")
+      ->check(CLI::Range(std::int64_t{10}, std::int64_t{60000}));
+  app.add_option("--test-subset", s.test_subset, "evaluate on the first N test examples")
+      ->check(CLI::Range(std::int64_t{10}, std::int64_t{10000}));
+  app.add_option("--metrics-out", metrics_out, "write final metrics as JSON");
+  app.add_option("--plot", plot_path, "write test accuracy and epsilon against steps as an SVG file");
+  app.add_option("--checkpoint", checkpoint_path, "save model, optimiser, step and ledger here (atomically)");
+  app.add_option("--checkpoint-every", checkpoint_every, "steps between checkpoints")->check(CLI::PositiveNumber);
+  app.add_flag("--resume", resume, "continue from --checkpoint if it exists");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  if (resume && checkpoint_path.empty()) {
+    std::cerr << "error: --resume needs --checkpoint\n";
+    return 2;
+  }
+
+  try {
+    const auto start = std::chrono::steady_clock::now();
+    const dpsgd::LabelledImages train = load(data_dir, "train", s.train_subset);
+    const dpsgd::LabelledImages test = load(data_dir, "t10k", s.test_subset);
+    const std::int64_t n = train.images.rows();
+    if (s.batch_size > static_cast<double>(n)) throw dpsgd::InvalidArgument("--batch-size must be <= the training set size");
+
+    std::uint64_t run_seed = seed ? *seed : dpsgd::secure_random_seed();
+    if (seed) std::fprintf(stderr, "note: explicit --seed makes this run reproducible; do not release its model as private\n");
+
+    const double q = s.batch_size / static_cast<double>(n);
+    const auto steps = static_cast<std::int64_t>(std::ceil(s.epochs / q));
+    // Capacity so that truncation costs at most 1% of delta: the charge is (1 + e^eps) T Pr[overflow].
+    const double overflow = 0.01 * s.delta / ((1.0 + std::exp(s.epsilon)) * static_cast<double>(steps));
+    const std::int64_t capacity =
+        std::min(n, dpsgd::capacity_for_truncation_probability(n, q, std::min(overflow, 1e-3)).capacity);
+    const bool truncated = capacity < n;
+    double sigma = 0.0;
+    if (!s.no_privacy) {
+      sigma = sigma_flag ? *sigma_flag
+                         : dpsgd::calibrate_noise_multiplier(q, steps, s.epsilon, s.delta, {}, truncated ? n : 0,
+                                                             truncated ? capacity : 0);
+    }
+
+    // Resume: the checkpoint fixes the seed, the model, the optimiser and the step; the ledger file
+    // (written before every update) fixes which step indices are already charged.
+    nlohmann::json checkpoint;
+    const std::string ledger_path = checkpoint_path.empty() ? "" : checkpoint_path + ".ledger.json";
+    const bool resuming = resume && std::filesystem::exists(checkpoint_path);
+    if (resuming) {
+      checkpoint = nlohmann::json::parse(dpsgd::read_file(checkpoint_path), nullptr, false);
+      if (checkpoint.is_discarded() || !checkpoint.is_object() || !checkpoint.contains("checksum")) {
+        bad_checkpoint(checkpoint_path, "not a JSON checkpoint");
+      }
+      nlohmann::json payload = checkpoint;
+      payload.erase("checksum");
+      if (dpsgd::fnv1a64_checksum(payload.dump()) != checkpoint["checksum"]) {
+        bad_checkpoint(checkpoint_path, "checksum mismatch (truncated or edited)");
+      }
+      if (checkpoint.value("settings", nlohmann::json()) != s.to_json()) {
+        bad_checkpoint(checkpoint_path, "it was written with different settings: " + checkpoint["settings"].dump());
+      }
+      run_seed = checkpoint["seed"].get<std::uint64_t>();
+      std::printf("resuming from %s at step %lld\n", checkpoint_path.c_str(),
+                  static_cast<long long>(checkpoint["next_step"].get<std::int64_t>()));
+    } else if (resume) {
+      std::printf("no checkpoint at %s yet: starting a new run\n", checkpoint_path.c_str());
+    }
+
+    Model model;
+    if (s.model == "cnn") {
+      build_cnn(model, run_seed + 3);
+    } else {
+      build_mlp(model, run_seed + 3);
+    }
+    dpsgd::PoissonSampler sampler(n, q, capacity, run_seed + 2);
+    dpsgd::DpSgdConfig config;
+    config.noise_multiplier = sigma;
+    config.sampling_rate = q;
+    config.expected_batch_size = s.batch_size;
+    config.clip = dpsgd::ClipConfig::flat(s.clip_norm);
+    config.dataset_size = truncated ? n : 0;
+    config.capacity = truncated ? capacity : 0;
+    // The ledger is saved before every update (write-ahead). On resume it may be ahead of the
+    // checkpoint: the steps it holds beyond it were charged, so they stay charged.
+    dpsgd::PrivacyLedger ledger;
+    if (resuming) {
+      ledger = std::filesystem::exists(ledger_path) ? dpsgd::PrivacyLedger::load(ledger_path)
+                                                    : dpsgd::PrivacyLedger::from_json(checkpoint.at("ledger"));
+    }
+    if (!ledger_path.empty()) ledger.persist_to(ledger_path);
+    std::vector<EvalPoint> history;
+    auto optimizer = std::make_unique<dpsgd::Momentum<float>>(s.learning_rate, s.momentum);
+    dpsgd::DpSgd<float> dp(config, std::move(optimizer), run_seed + 1, &ledger);
+    if (resuming) {
+      const auto params = checkpoint["params"].get<std::vector<float>>();
+      if (static_cast<std::int64_t>(params.size()) != model.num_parameters()) bad_checkpoint(checkpoint_path, "parameter count differs");
+      std::copy(params.begin(), params.end(), model.parameters().begin());
+      dp.optimizer().set_state(checkpoint["optimizer"].get<std::vector<double>>());
+      for (const auto& e : checkpoint["history"]) history.push_back({e[0], e[1], e[2]});
+      // Steps charged after the checkpoint were lost with the crash, but their noise may not be
+      // reused: continue after the last charged step, and stop at the planned total.
+      dp.resume_at(std::max<std::uint64_t>(checkpoint["next_step"].get<std::uint64_t>(), ledger.next_step()));
+    }
+    std::printf("fashion_mnist: %s, %lld parameters, N=%lld, q=%.5f, capacity %lld, %lld steps, sigma=%.4f, C=%g%s\n",
+                s.model.c_str(), static_cast<long long>(model.num_parameters()), static_cast<long long>(n), q,
+                static_cast<long long>(capacity), static_cast<long long>(steps), sigma, s.clip_norm,
+                s.no_privacy ? " (no privacy)" : "");
+    std::fflush(stdout);
+
+    const auto save_checkpoint = [&]() {
+      if (checkpoint_path.empty()) return;
+      nlohmann::json payload = {{"format", "dpsgd.fashion_mnist.checkpoint"},
+                                {"version", 1},
+                                {"settings", s.to_json()},
+                                {"seed", run_seed},
+                                {"next_step", dp.next_step()},
+                                {"params", std::vector<float>(model.parameters().begin(), model.parameters().end())},
+                                {"optimizer", dp.optimizer().state()},
+                                {"ledger", ledger.to_json()},
+                                {"history", nlohmann::json::array()}};
+      for (const auto& e : history) payload["history"].push_back({e.step, e.accuracy, e.epsilon});
+      payload["checksum"] = dpsgd::fnv1a64_checksum(payload.dump());
+      dpsgd::write_file_atomically(checkpoint_path, payload.dump());
+    };
+    const auto epsilon_now = [&](dpsgd::AccountantKind kind) {
+      if (s.no_privacy) return INFINITY;
+      dpsgd::AccountantOptions options;
+      options.kind = kind;
+      return static_cast<float>(ledger.epsilon(s.delta, options));
+    };
+
+    RowMajorMatrix<float> inputs(capacity, 784);
+    std::vector<std::int32_t> labels(static_cast<std::size_t>(capacity));
+    std::vector<float> gradient(static_cast<std::size_t>(model.num_parameters()));
+    const std::int64_t steps_per_epoch = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::llround(1.0 / q)));
+    const std::int64_t report_every = std::max<std::int64_t>(1, steps_per_epoch / 4);
+    double loss_sum = 0.0;
+    std::int64_t loss_count = 0, seen = 0, first_step = static_cast<std::int64_t>(dp.next_step());
+    auto window_start = std::chrono::steady_clock::now();
+    const auto train_start = window_start;
+    while (static_cast<std::int64_t>(dp.next_step()) < steps) {
+      const std::int64_t step = static_cast<std::int64_t>(dp.next_step());
+      const dpsgd::Batch batch = sampler.sample(dp.next_step());
+      for (std::int64_t i = 0; i < capacity; ++i) {
+        const std::int64_t index = batch.indices[static_cast<std::size_t>(i)];
+        if (index == dpsgd::Batch::kPaddingIndex) {
+          inputs.row(i).setZero();
+          labels[static_cast<std::size_t>(i)] = 0;
+        } else {
+          inputs.row(i) = train.images.row(index);
+          labels[static_cast<std::size_t>(i)] = train.labels[static_cast<std::size_t>(index)];
+        }
+      }
+      const auto loss = dpsgd::nn::softmax_cross_entropy<float>(model.forward(inputs), labels, batch.mask);
+      model.backward(loss.logit_grads);
+      std::fill(gradient.begin(), gradient.end(), 0.0f);
+      if (s.no_privacy) {
+        model.gradient_sum(batch.mask, gradient);
+      } else {
+        model.clipped_gradient_sum(batch.mask, config.clip, gradient);
+      }
+      dp.step(model.parameters(), gradient);
+      loss_sum += loss.total_loss;
+      loss_count += loss.num_examples;
+      seen += batch.real_size;
+      const std::int64_t done = step + 1;
+      if (done % report_every == 0 || done == steps) {
+        const auto now = std::chrono::steady_clock::now();
+        const double window = std::chrono::duration<double>(now - window_start).count();
+        const double elapsed = std::chrono::duration<double>(now - train_start).count();
+        const double left = elapsed / static_cast<double>(done - first_step) * static_cast<double>(steps - done);
+        std::printf("  epoch %6.2f  step %6lld/%lld  loss %.4f  %7.0f examples/s  eps(rdp) %6.3f  %5.0fs left\n",
+                    static_cast<double>(done) * q, static_cast<long long>(done), static_cast<long long>(steps),
+                    loss_count ? loss_sum / static_cast<double>(loss_count) : 0.0, static_cast<double>(seen) / window,
+                    epsilon_now(dpsgd::AccountantKind::kRdp), left);
+        std::fflush(stdout);
+        window_start = now;
+        loss_sum = 0.0;
+        loss_count = seen = 0;
+      }
+      if (done % steps_per_epoch == 0 || done == steps) {
+        history.push_back({done, accuracy(model, test), epsilon_now(dpsgd::AccountantKind::kPld)});
+        std::printf("  test accuracy %.4f at step %lld (epsilon %.3f)\n", history.back().accuracy,
+                    static_cast<long long>(done), history.back().epsilon);
+      }
+      if (done % checkpoint_every == 0 || done == steps) save_checkpoint();
+    }
+
+    const double test_accuracy = history.empty() ? accuracy(model, test) : history.back().accuracy;
+    const double epsilon = epsilon_now(dpsgd::AccountantKind::kPld);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("test accuracy: %.4f\n", test_accuracy);
+    std::printf("epsilon: %.4f at delta = %g (PLD, add/remove adjacency, truncated Poisson sampling, %lld steps)\n",
+                epsilon, s.delta, static_cast<long long>(ledger.steps()));
+    std::printf("time: %.1f s\n", seconds);
+    if (!metrics_out.empty()) {
+      const nlohmann::json metrics = {{"test_accuracy", test_accuracy},
+                                      {"epsilon", std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr)},
+                                      {"delta", s.delta},
+                                      {"steps", steps},
+                                      {"noise_multiplier", sigma},
+                                      {"seconds", seconds},
+                                      {"model", s.model},
+                                      {"batch_size", s.batch_size},
+                                      {"epochs", s.epochs}};
+      dpsgd::write_file_atomically(metrics_out, metrics.dump(2) + "\n");
+    }
+    if (!plot_path.empty()) {
+      dpsgd_example::Series acc{"Test accuracy", "#1f77b4", {}, {}}, eps{"Epsilon spent (delta = " + std::to_string(s.delta) + ")", "#d62728", {}, {}};
+      for (const auto& e : history) {
+        acc.x.push_back(static_cast<double>(e.step));
+        acc.y.push_back(e.accuracy);
+        eps.x.push_back(static_cast<double>(e.step));
+        eps.y.push_back(std::isfinite(e.epsilon) ? e.epsilon : 0.0);
+      }
+      dpsgd::write_file_atomically(plot_path, dpsgd_example::svg_line_charts({acc, eps}, "training step"));
+    }
+  } catch (const dpsgd::IoError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const dpsgd::FormatError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const dpsgd::InvalidArgument& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
