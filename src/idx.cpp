@@ -66,8 +66,10 @@ IdxArray read_idx(const std::string& path) {
   std::uint64_t total = 1;
   for (int d = 0; d < ndims; ++d) {
     unsigned char be[4];
-    if (read_some(file.get(), path, be, 4) != 4) bad_file(path, "the header ends inside dimension " + std::to_string(d));
-    const std::uint64_t size = (std::uint64_t{be[0]} << 24) | (std::uint64_t{be[1]} << 16) | (std::uint64_t{be[2]} << 8) | be[3];
+    if (read_some(file.get(), path, be, 4) != 4)
+      bad_file(path, "the header ends inside dimension " + std::to_string(d));
+    const std::uint64_t size =
+        (std::uint64_t{be[0]} << 24) | (std::uint64_t{be[1]} << 16) | (std::uint64_t{be[2]} << 8) | be[3];
     if (size == 0) bad_file(path, "dimension " + std::to_string(d) + " is zero");
     total *= size;
     if (total > (std::uint64_t{1} << 34)) bad_file(path, "it declares more than 2^34 values");
@@ -76,7 +78,8 @@ IdxArray read_idx(const std::string& path) {
   array.values.resize(static_cast<std::size_t>(total));
   const std::size_t got = read_some(file.get(), path, array.values.data(), array.values.size());
   if (got != array.values.size()) {
-    bad_file(path, "truncated: the header promises " + std::to_string(total) + " values, the file holds " + std::to_string(got));
+    bad_file(path, "truncated: the header promises " + std::to_string(total) + " values, the file holds " +
+                       std::to_string(got));
   }
   unsigned char extra;
   if (read_some(file.get(), path, &extra, 1) != 0) bad_file(path, "it holds more data than its header declares");
@@ -87,11 +90,13 @@ LabelledImages read_idx_images(const std::string& images_path, const std::string
   DPSGD_CHECK_ARG(num_classes >= 2, "num_classes must be >= 2, got " << num_classes);
   const IdxArray images = read_idx(images_path);
   const IdxArray labels = read_idx(labels_path);
-  if (images.dims.size() != 3) bad_file(images_path, "an image file has 3 dimensions, this one " + std::to_string(images.dims.size()));
-  if (labels.dims.size() != 1) bad_file(labels_path, "a label file has 1 dimension, this one " + std::to_string(labels.dims.size()));
+  if (images.dims.size() != 3)
+    bad_file(images_path, "an image file has 3 dimensions, this one " + std::to_string(images.dims.size()));
+  if (labels.dims.size() != 1)
+    bad_file(labels_path, "a label file has 1 dimension, this one " + std::to_string(labels.dims.size()));
   if (images.dims[0] != labels.dims[0]) {
-    throw FormatError("dpsgd: " + images_path + " holds " + std::to_string(images.dims[0]) + " images but " + labels_path +
-                      " holds " + std::to_string(labels.dims[0]) + " labels");
+    throw FormatError("dpsgd: " + images_path + " holds " + std::to_string(images.dims[0]) + " images but " +
+                      labels_path + " holds " + std::to_string(labels.dims[0]) + " labels");
   }
   LabelledImages out;
   out.height = images.dims[1];
@@ -102,8 +107,9 @@ LabelledImages read_idx_images(const std::string& images_path, const std::string
   out.labels.resize(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {
     const int label = labels.values[static_cast<std::size_t>(i)];
-    if (label >= num_classes) bad_file(labels_path, "label " + std::to_string(label) + " of item " + std::to_string(i) +
-                                                        " is not below " + std::to_string(num_classes));
+    if (label >= num_classes)
+      bad_file(labels_path, "label " + std::to_string(label) + " of item " + std::to_string(i) + " is not below " +
+                                std::to_string(num_classes));
     out.labels[static_cast<std::size_t>(i)] = label;
   }
   return out;

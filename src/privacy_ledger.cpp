@@ -110,7 +110,8 @@ PrivacyLedger PrivacyLedger::from_json(const nlohmann::json& document) {
   nlohmann::json payload = document;
   const std::string stored = field<std::string>(document, "checksum", "the ledger");
   payload.erase("checksum");
-  if (fnv1a64_checksum(payload.dump()) != stored) corrupt("the checksum does not match the content (edited or corrupt)");
+  if (fnv1a64_checksum(payload.dump()) != stored)
+    corrupt("the checksum does not match the content (edited or corrupt)");
   PrivacyLedger ledger;
   ledger.next_step_ = field<std::uint64_t>(document, "next_step", "the ledger");
   ledger.unbounded_ = field<bool>(document, "unbounded", "the ledger");

@@ -16,7 +16,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string idx_bytes(std::uint8_t type, const std::vector<std::uint32_t>& dims, const std::vector<std::uint8_t>& values) {
+std::string idx_bytes(std::uint8_t type, const std::vector<std::uint32_t>& dims,
+                      const std::vector<std::uint8_t>& values) {
   std::string out{'\0', '\0', static_cast<char>(type), static_cast<char>(dims.size())};
   for (std::uint32_t d : dims) {
     for (int shift : {24, 16, 8, 0}) out.push_back(static_cast<char>((d >> shift) & 0xff));

@@ -189,13 +189,15 @@ TEST(Cnn, GhostClippingMatchesMaterialisedPerExampleGradients) {
     const RowMajorMatrix<double> rows = materialised_per_example_gradients(model, p);
     const ClipConfig config = per_layer ? ClipConfig::per_group({0.2, 0.3, 0.1}) : ClipConfig::flat(0.3);
     std::vector<double> dense(static_cast<std::size_t>(model.num_parameters()), 0.0);
-    clip_and_accumulate<double>(rows, p.mask, config, dense,
-                                per_layer ? std::span<const std::int64_t>(model.layer_offsets()) : std::span<const std::int64_t>());
+    clip_and_accumulate<double>(
+        rows, p.mask, config, dense,
+        per_layer ? std::span<const std::int64_t>(model.layer_offsets()) : std::span<const std::int64_t>());
     const auto loss = softmax_cross_entropy<double>(model.forward(p.x), p.labels, p.mask);
     model.backward(loss.logit_grads);
     std::vector<double> ghost(dense.size(), 0.0);
     const ClipFactors got = model.clipped_gradient_sum(p.mask, config, ghost);
-    for (std::size_t j = 0; j < dense.size(); ++j) EXPECT_NEAR(ghost[j], dense[j], 1e-12 + 1e-10 * std::abs(dense[j])) << j;
+    for (std::size_t j = 0; j < dense.size(); ++j)
+      EXPECT_NEAR(ghost[j], dense[j], 1e-12 + 1e-10 * std::abs(dense[j])) << j;
     EXPECT_GT(got.stats.num_clipped, 0);
   }
 }

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -24,6 +25,7 @@
 #include "dpsgd/nn/pooling.hpp"
 #include "dpsgd/nn/sequential.hpp"
 #include "dpsgd/nn/softmax_cross_entropy.hpp"
+#include "dpsgd/nn/tanh_cnn.hpp"
 #include "svg_plot.hpp"
 
 namespace {
@@ -34,34 +36,25 @@ using Model = dpsgd::nn::Sequential<float>;
 // Everything that defines a run: a checkpoint only resumes a run with equal settings.
 struct Settings {
   std::string model = "cnn";
-  double epochs = 25, batch_size = 1024, learning_rate = 4.0, momentum = 0.9, clip_norm = 0.1;
+  double epochs = 25, batch_size = 2048, learning_rate = 4.0, momentum = 0.9, clip_norm = 0.1;
   double epsilon = 3.0, delta = 1e-5;
   bool no_privacy = false;
   std::int64_t train_subset = 0, test_subset = 0;
 
   nlohmann::json to_json() const {
-    return {{"model", model},       {"epochs", epochs},   {"batch_size", batch_size}, {"learning_rate", learning_rate},
-            {"momentum", momentum}, {"clip_norm", clip_norm}, {"epsilon", epsilon},   {"delta", delta},
-            {"no_privacy", no_privacy}, {"train_subset", train_subset}, {"test_subset", test_subset}};
+    return {{"model", model},
+            {"epochs", epochs},
+            {"batch_size", batch_size},
+            {"learning_rate", learning_rate},
+            {"momentum", momentum},
+            {"clip_norm", clip_norm},
+            {"epsilon", epsilon},
+            {"delta", delta},
+            {"no_privacy", no_privacy},
+            {"train_subset", train_subset},
+            {"test_subset", test_subset}};
   }
 };
-
-// The tanh CNN of Papernot et al. 2021 ("Tempered sigmoid activations for deep learning with
-// differential privacy"), as Tramer & Boneh 2021 train it end to end on Fashion-MNIST: conv 8x8/2
-// (16) - tanh - max pool 2/1 - conv 4x4/2 (32) - tanh - max pool 2/1 - linear 32 - tanh - linear 10.
-void build_cnn(Model& model, std::uint64_t seed) {
-  using namespace dpsgd::nn;
-  auto& conv1 = model.add<Conv2d<float>>(ImageShape{28, 28, 1}, 16, 8, 2, 3);
-  model.add<Activation<float>>(ActivationKind::kTanh);
-  auto& pool1 = model.add<Pool2d<float>>(conv1.output_shape(), 2, 1, PoolKind::kMax);
-  auto& conv2 = model.add<Conv2d<float>>(pool1.output_shape(), 32, 4, 2, 0);
-  model.add<Activation<float>>(ActivationKind::kTanh);
-  auto& pool2 = model.add<Pool2d<float>>(conv2.output_shape(), 2, 1, PoolKind::kMax);
-  model.add<Linear<float>>(pool2.output_shape().size(), 32, true);
-  model.add<Activation<float>>(ActivationKind::kTanh);
-  model.add<Linear<float>>(32, 10, true);
-  model.finalize(seed);
-}
 
 void build_mlp(Model& model, std::uint64_t seed) {
   using namespace dpsgd::nn;
@@ -155,10 +148,12 @@ int main(int argc, char** argv) {
     const dpsgd::LabelledImages train = load(data_dir, "train", s.train_subset);
     const dpsgd::LabelledImages test = load(data_dir, "t10k", s.test_subset);
     const std::int64_t n = train.images.rows();
-    if (s.batch_size > static_cast<double>(n)) throw dpsgd::InvalidArgument("--batch-size must be <= the training set size");
+    if (s.batch_size > static_cast<double>(n))
+      throw dpsgd::InvalidArgument("--batch-size must be <= the training set size");
 
     std::uint64_t run_seed = seed ? *seed : dpsgd::secure_random_seed();
-    if (seed) std::fprintf(stderr, "note: explicit --seed makes this run reproducible; do not release its model as private\n");
+    if (seed)
+      std::fprintf(stderr, "note: explicit --seed makes this run reproducible; do not release its model as private\n");
 
     const double q = s.batch_size / static_cast<double>(n);
     const auto steps = static_cast<std::int64_t>(std::ceil(s.epochs / q));
@@ -201,7 +196,7 @@ int main(int argc, char** argv) {
 
     Model model;
     if (s.model == "cnn") {
-      build_cnn(model, run_seed + 3);
+      dpsgd::nn::add_tanh_cnn(model, dpsgd::nn::ImageShape{28, 28, 1}, 10, run_seed + 3);
     } else {
       build_mlp(model, run_seed + 3);
     }
@@ -226,7 +221,8 @@ int main(int argc, char** argv) {
     dpsgd::DpSgd<float> dp(config, std::move(optimizer), run_seed + 1, &ledger);
     if (resuming) {
       const auto params = checkpoint["params"].get<std::vector<float>>();
-      if (static_cast<std::int64_t>(params.size()) != model.num_parameters()) bad_checkpoint(checkpoint_path, "parameter count differs");
+      if (static_cast<std::int64_t>(params.size()) != model.num_parameters())
+        bad_checkpoint(checkpoint_path, "parameter count differs");
       std::copy(params.begin(), params.end(), model.parameters().begin());
       dp.optimizer().set_state(checkpoint["optimizer"].get<std::vector<double>>());
       for (const auto& e : checkpoint["history"]) history.push_back({e[0], e[1], e[2]});
@@ -256,10 +252,10 @@ int main(int argc, char** argv) {
       dpsgd::write_file_atomically(checkpoint_path, payload.dump());
     };
     const auto epsilon_now = [&](dpsgd::AccountantKind kind) {
-      if (s.no_privacy) return INFINITY;
+      if (s.no_privacy) return std::numeric_limits<double>::infinity();
       dpsgd::AccountantOptions options;
       options.kind = kind;
-      return static_cast<float>(ledger.epsilon(s.delta, options));
+      return ledger.epsilon(s.delta, options);
     };
 
     RowMajorMatrix<float> inputs(capacity, 784);
@@ -324,22 +320,25 @@ int main(int argc, char** argv) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("test accuracy: %.4f\n", test_accuracy);
     std::printf("epsilon: %.4f at delta = %g (PLD, add/remove adjacency, truncated Poisson sampling, %lld steps)\n",
-                epsilon, s.delta, static_cast<long long>(ledger.steps()));
+                epsilon, s.delta, static_cast<long long>(dp.next_step()));
     std::printf("time: %.1f s\n", seconds);
     if (!metrics_out.empty()) {
-      const nlohmann::json metrics = {{"test_accuracy", test_accuracy},
-                                      {"epsilon", std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr)},
-                                      {"delta", s.delta},
-                                      {"steps", steps},
-                                      {"noise_multiplier", sigma},
-                                      {"seconds", seconds},
-                                      {"model", s.model},
-                                      {"batch_size", s.batch_size},
-                                      {"epochs", s.epochs}};
+      const nlohmann::json metrics = {
+          {"test_accuracy", test_accuracy},
+          {"epsilon", std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr)},
+          {"delta", s.delta},
+          {"steps", steps},
+          {"noise_multiplier", sigma},
+          {"seconds", seconds},
+          {"model", s.model},
+          {"batch_size", s.batch_size},
+          {"epochs", s.epochs}};
       dpsgd::write_file_atomically(metrics_out, metrics.dump(2) + "\n");
     }
     if (!plot_path.empty()) {
-      dpsgd_example::Series acc{"Test accuracy", "#1f77b4", {}, {}}, eps{"Epsilon spent (delta = " + std::to_string(s.delta) + ")", "#d62728", {}, {}};
+      char eps_title[96];
+      std::snprintf(eps_title, sizeof(eps_title), "Epsilon spent (PLD, delta = %g)", s.delta);
+      dpsgd_example::Series acc{"Test accuracy", "#1f77b4", {}, {}}, eps{eps_title, "#d62728", {}, {}};
       for (const auto& e : history) {
         acc.x.push_back(static_cast<double>(e.step));
         acc.y.push_back(e.accuracy);

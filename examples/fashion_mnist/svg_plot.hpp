@@ -37,7 +37,8 @@ inline std::string svg_line_charts(const std::vector<Series>& panels, const std:
     y_max += pad;
     const auto px = [&](double x) { return left + (x - x_min) / (x_max - x_min) * plot_w; };
     const auto py = [&](double y) { return y0 + top + (1 - (y - y_min) / (y_max - y_min)) * plot_h; };
-    svg << "<text x='" << width / 2 << "' y='" << y0 + 22 << "' text-anchor='middle' font-size='15'>" << s.title << "</text>\n";
+    svg << "<text x='" << width / 2 << "' y='" << y0 + 22 << "' text-anchor='middle' font-size='15'>" << s.title
+        << "</text>\n";
     svg << "<rect x='" << left << "' y='" << y0 + top << "' width='" << plot_w << "' height='" << plot_h
         << "' fill='none' stroke='#444'/>\n";
     char label[64];
@@ -45,9 +46,11 @@ inline std::string svg_line_charts(const std::vector<Series>& panels, const std:
       const double yv = y_min + (y_max - y_min) * t / 4.0, xv = x_min + (x_max - x_min) * t / 4.0;
       std::snprintf(label, sizeof(label), "%.3g", yv);
       svg << "<line x1='" << left - 4 << "' x2='" << left + plot_w << "' y1='" << py(yv) << "' y2='" << py(yv)
-          << "' stroke='#ddd'/><text x='" << left - 8 << "' y='" << py(yv) + 4 << "' text-anchor='end'>" << label << "</text>\n";
+          << "' stroke='#ddd'/><text x='" << left - 8 << "' y='" << py(yv) + 4 << "' text-anchor='end'>" << label
+          << "</text>\n";
       std::snprintf(label, sizeof(label), "%.0f", xv);
-      svg << "<text x='" << px(xv) << "' y='" << y0 + top + plot_h + 16 << "' text-anchor='middle'>" << label << "</text>\n";
+      svg << "<text x='" << px(xv) << "' y='" << y0 + top + plot_h + 16 << "' text-anchor='middle'>" << label
+          << "</text>\n";
     }
     svg << "<text x='" << left + plot_w / 2 << "' y='" << y0 + panel_height - 8 << "' text-anchor='middle'>" << x_label
         << "</text>\n<polyline fill='none' stroke='" << s.colour << "' stroke-width='2' points='";

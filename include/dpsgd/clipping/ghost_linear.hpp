@@ -95,24 +95,34 @@ void accumulate_linear_squared_norms(const ConstRowsRef<Scalar>& activations, co
   const Eigen::Index t = shape.positions;
 
   using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>;
-  const auto example_norm = [&](Eigen::Index i) {
-    // Work in double: float squares of large gradients overflow, and the Gram route cancels.
-    const Matrix a = activations.middleRows(i * t, t).template cast<double>();
-    const Matrix g = output_grads.middleRows(i * t, t).template cast<double>();
-    double weight_sq;
-    if (t == 1) {
-      weight_sq = a.squaredNorm() * g.squaredNorm();
-    } else if (method == GhostNormMethod::kGram) {
-      const Matrix gram_a = a * a.transpose();
-      const Matrix gram_g = g * g.transpose();
-      weight_sq = std::max(0.0, gram_a.cwiseProduct(gram_g).sum());
-    } else {
-      weight_sq = (g.transpose() * a).squaredNorm();
+  using ScalarMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  // The products run in the input precision (float GEMMs are twice as fast) and the squared norms
+  // are summed in double; if that overflows for finite inputs, the example is redone in double.
+  const auto weight_squared_norm = [&](const auto& a, const auto& g) -> double {
+    if (t == 1)
+      return static_cast<double>(a.template cast<double>().squaredNorm()) * g.template cast<double>().squaredNorm();
+    if (method == GhostNormMethod::kGram) {
+      using M = Eigen::Matrix<typename std::decay_t<decltype(a)>::Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+      const M gram_a = a * a.transpose();
+      const M gram_g = g * g.transpose();
+      return std::max(0.0, gram_a.template cast<double>().cwiseProduct(gram_g.template cast<double>()).sum());
     }
-    // A non-finite input must surface as a non-finite norm even where 0 * inf would hide it.
-    if (!a.allFinite() || !g.allFinite()) weight_sq = std::numeric_limits<double>::quiet_NaN();
+    return (g.transpose() * a).template cast<double>().squaredNorm();
+  };
+  const auto example_norm = [&](Eigen::Index i) {
+    const auto a = activations.middleRows(i * t, t);
+    const auto g = output_grads.middleRows(i * t, t);
+    double weight_sq;
+    if (!a.allFinite() || !g.allFinite()) {
+      // A non-finite input must surface as a non-finite norm even where 0 * inf would hide it.
+      weight_sq = std::numeric_limits<double>::quiet_NaN();
+    } else {
+      weight_sq = weight_squared_norm(ScalarMatrix(a), ScalarMatrix(g));
+      if (!std::isfinite(weight_sq))
+        weight_sq = weight_squared_norm(Matrix(a.template cast<double>()), Matrix(g.template cast<double>()));
+    }
     double bias_sq = 0.0;
-    if (has_bias) bias_sq = g.colwise().sum().squaredNorm();
+    if (has_bias) bias_sq = g.template cast<double>().colwise().sum().squaredNorm();
     squared_norms(i, group) += weight_sq + bias_sq;
   };
   const long long work = static_cast<long long>(activations.rows()) * (shape.in_features + shape.out_features) * t;

@@ -24,12 +24,17 @@ template <typename Scalar>
 class Conv2d final : public Layer<Scalar> {
  public:
   Conv2d(ImageShape input, std::int64_t out_channels, std::int64_t kernel, std::int64_t stride, std::int64_t padding)
-      : in_(input), out_channels_(out_channels), kernel_(kernel), stride_(stride), padding_(padding),
+      : in_(input),
+        out_channels_(out_channels),
+        kernel_(kernel),
+        stride_(stride),
+        padding_(padding),
         linear_(checked_patch_size(input, kernel), checked_out_channels(out_channels), true) {
     DPSGD_CHECK_ARG(stride >= 1, "stride must be >= 1, got " << stride);
     DPSGD_CHECK_ARG(padding >= 0 && padding < kernel, "padding must be in [0, kernel), got " << padding);
-    DPSGD_CHECK_ARG(input.height + 2 * padding >= kernel && input.width + 2 * padding >= kernel,
-                    "kernel " << kernel << " does not fit the padded " << input.height << " x " << input.width << " input");
+    DPSGD_CHECK_ARG(
+        input.height + 2 * padding >= kernel && input.width + 2 * padding >= kernel,
+        "kernel " << kernel << " does not fit the padded " << input.height << " x " << input.width << " input");
   }
 
   ImageShape output_shape() const {
@@ -42,7 +47,8 @@ class Conv2d final : public Layer<Scalar> {
   void initialize(std::uint64_t seed, std::uint32_t layer_index) override { linear_.initialize(seed, layer_index); }
 
   RowMajorMatrix<Scalar> forward(const ConstRowsRef<Scalar>& input) override {
-    DPSGD_CHECK_ARG(input.cols() == in_.size(), "input must have " << in_.size() << " columns (H*W*C), got " << input.cols());
+    DPSGD_CHECK_ARG(input.cols() == in_.size(),
+                    "input must have " << in_.size() << " columns (H*W*C), got " << input.cols());
     batch_ = input.rows();
     const std::int64_t t = positions();
     RowMajorMatrix<Scalar> columns = RowMajorMatrix<Scalar>::Zero(batch_ * t, linear_.in_features());
@@ -58,8 +64,8 @@ class Conv2d final : public Layer<Scalar> {
   RowMajorMatrix<Scalar> backward(const ConstRowsRef<Scalar>& output_grad) override {
     const std::int64_t t = positions();
     DPSGD_CHECK_ARG(output_grad.rows() == batch_ && output_grad.cols() == t * out_channels_,
-                    "output_grad must be " << batch_ << " x " << t * out_channels_ << ", got " << output_grad.rows() << " x "
-                                           << output_grad.cols());
+                    "output_grad must be " << batch_ << " x " << t * out_channels_ << ", got " << output_grad.rows()
+                                           << " x " << output_grad.cols());
     const RowMajorMatrix<Scalar> contiguous = output_grad;
     const RowMajorMatrix<Scalar> column_grads =
         linear_.backward(Eigen::Map<const RowMajorMatrix<Scalar>>(contiguous.data(), batch_ * t, out_channels_));
@@ -82,8 +88,9 @@ class Conv2d final : public Layer<Scalar> {
 
  private:
   static std::int64_t checked_patch_size(ImageShape input, std::int64_t kernel) {
-    DPSGD_CHECK_ARG(input.height >= 1 && input.width >= 1 && input.channels >= 1,
-                    "input shape must be positive, got " << input.height << " x " << input.width << " x " << input.channels);
+    DPSGD_CHECK_ARG(
+        input.height >= 1 && input.width >= 1 && input.channels >= 1,
+        "input shape must be positive, got " << input.height << " x " << input.width << " x " << input.channels);
     DPSGD_CHECK_ARG(kernel >= 1, "kernel must be >= 1, got " << kernel);
     return kernel * kernel * input.channels;
   }
@@ -93,9 +100,11 @@ class Conv2d final : public Layer<Scalar> {
   }
 
   // Calls visit(example, output position, kernel tap, input pixel) for every tap inside the image.
+  // Examples are independent (each writes only its own rows), so they run in parallel.
   template <typename Visit>
   void for_each_tap(Visit&& visit) const {
     const ImageShape out = output_shape();
+#pragma omp parallel for schedule(static) if (batch_ * out.height * out.width * kernel_ * kernel_ > 32768)
     for (std::int64_t b = 0; b < batch_; ++b) {
       for (std::int64_t oh = 0; oh < out.height; ++oh) {
         for (std::int64_t ow = 0; ow < out.width; ++ow) {

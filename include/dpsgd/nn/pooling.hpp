@@ -19,8 +19,9 @@ class Pool2d final : public Layer<Scalar> {
  public:
   Pool2d(ImageShape input, std::int64_t kernel, std::int64_t stride, PoolKind kind)
       : in_(input), kernel_(kernel), stride_(stride), kind_(kind) {
-    DPSGD_CHECK_ARG(input.height >= 1 && input.width >= 1 && input.channels >= 1,
-                    "input shape must be positive, got " << input.height << " x " << input.width << " x " << input.channels);
+    DPSGD_CHECK_ARG(
+        input.height >= 1 && input.width >= 1 && input.channels >= 1,
+        "input shape must be positive, got " << input.height << " x " << input.width << " x " << input.channels);
     DPSGD_CHECK_ARG(kernel >= 1 && kernel <= input.height && kernel <= input.width,
                     "kernel must be in [1, min(height, width)], got " << kernel);
     DPSGD_CHECK_ARG(stride >= 1, "stride must be >= 1, got " << stride);
@@ -33,12 +34,14 @@ class Pool2d final : public Layer<Scalar> {
   }
 
   RowMajorMatrix<Scalar> forward(const ConstRowsRef<Scalar>& input) override {
-    DPSGD_CHECK_ARG(input.cols() == in_.size(), "input must have " << in_.size() << " columns (H*W*C), got " << input.cols());
+    DPSGD_CHECK_ARG(input.cols() == in_.size(),
+                    "input must have " << in_.size() << " columns (H*W*C), got " << input.cols());
     const ImageShape out = output_shape();
     batch_ = input.rows();
     RowMajorMatrix<Scalar> output(batch_, out.size());
     argmax_.assign(static_cast<std::size_t>(batch_ * out.size()), 0);
     const Scalar inv_area = Scalar{1} / static_cast<Scalar>(kernel_ * kernel_);
+#pragma omp parallel for schedule(static) if (batch_ * out.size() > 32768)
     for (std::int64_t b = 0; b < batch_; ++b) {
       for (std::int64_t oh = 0; oh < out.height; ++oh) {
         for (std::int64_t ow = 0; ow < out.width; ++ow) {
@@ -73,6 +76,7 @@ class Pool2d final : public Layer<Scalar> {
                                            << output_grad.cols());
     RowMajorMatrix<Scalar> input_grad = RowMajorMatrix<Scalar>::Zero(batch_, in_.size());
     const Scalar inv_area = Scalar{1} / static_cast<Scalar>(kernel_ * kernel_);
+#pragma omp parallel for schedule(static) if (batch_ * out.size() > 32768)
     for (std::int64_t b = 0; b < batch_; ++b) {
       for (std::int64_t oh = 0; oh < out.height; ++oh) {
         for (std::int64_t ow = 0; ow < out.width; ++ow) {

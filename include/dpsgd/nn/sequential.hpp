@@ -75,7 +75,8 @@ class Sequential {
   // Back-propagates per-example output gradients (one row per example, not averaged).
   void backward(const ConstRowsRef<Scalar>& output_grads) {
     check_finalized();
-    DPSGD_CHECK_ARG(output_grads.rows() == batch_, "output_grads must have " << batch_ << " rows, got " << output_grads.rows());
+    DPSGD_CHECK_ARG(output_grads.rows() == batch_,
+                    "output_grads must have " << batch_ << " rows, got " << output_grads.rows());
     RowMajorMatrix<Scalar> g = layers_.back()->backward(output_grads);
     for (std::size_t k = layers_.size() - 1; k-- > 0;) {
       if (k == 0 && layers_[0]->num_parameters() > 0) {
@@ -92,16 +93,18 @@ class Sequential {
   ClipFactors clipped_gradient_sum(std::span<const std::uint8_t> mask, const ClipConfig& config,
                                    std::span<Scalar> gradient) const {
     config.validate();
-    DPSGD_CHECK_ARG(config.num_groups() == 1 || config.num_groups() == num_layers(),
-                    "config must have 1 group (flat) or num_layers = " << num_layers() << " groups, got "
-                                                                       << config.num_groups());
+    DPSGD_CHECK_ARG(
+        config.num_groups() == 1 || config.num_groups() == num_layers(),
+        "config must have 1 group (flat) or num_layers = " << num_layers() << " groups, got " << config.num_groups());
     check_gradient(gradient);
     const bool per_layer = config.num_groups() > 1;
     SquaredNorms squared_norms = SquaredNorms::Zero(batch_, config.num_groups());
-    for (int k = 0; k < num_layers(); ++k) parameterised_[k]->accumulate_squared_norms(batch_, squared_norms, per_layer ? k : 0);
+    for (int k = 0; k < num_layers(); ++k)
+      parameterised_[k]->accumulate_squared_norms(batch_, squared_norms, per_layer ? k : 0);
     ClipFactors factors = compute_clip_factors(squared_norms, mask, config);
     for (int k = 0; k < num_layers(); ++k) {
-      parameterised_[k]->accumulate_clipped_gradient(batch_, factors.factors, per_layer ? k : 0, layer_slice(gradient, k));
+      parameterised_[k]->accumulate_clipped_gradient(batch_, factors.factors, per_layer ? k : 0,
+                                                     layer_slice(gradient, k));
     }
     return factors;
   }
@@ -113,7 +116,8 @@ class Sequential {
     check_gradient(gradient);
     Eigen::MatrixXd ones(batch_, 1);
     for (std::int64_t i = 0; i < batch_; ++i) ones(i, 0) = mask[static_cast<std::size_t>(i)] != 0 ? 1.0 : 0.0;
-    for (int k = 0; k < num_layers(); ++k) parameterised_[k]->accumulate_clipped_gradient(batch_, ones, 0, layer_slice(gradient, k));
+    for (int k = 0; k < num_layers(); ++k)
+      parameterised_[k]->accumulate_clipped_gradient(batch_, ones, 0, layer_slice(gradient, k));
   }
 
   std::vector<std::int32_t> predict(const ConstRowsRef<Scalar>& input) {
@@ -136,7 +140,8 @@ class Sequential {
     DPSGD_CHECK_ARG(batch_ > 0, "call forward() and backward() before asking for gradients");
   }
   std::span<Scalar> layer_slice(std::span<Scalar> gradient, int k) const {
-    return gradient.subspan(static_cast<std::size_t>(offsets_[k]), static_cast<std::size_t>(offsets_[k + 1] - offsets_[k]));
+    return gradient.subspan(static_cast<std::size_t>(offsets_[k]),
+                            static_cast<std::size_t>(offsets_[k + 1] - offsets_[k]));
   }
 
   std::vector<std::unique_ptr<Layer<Scalar>>> layers_;
