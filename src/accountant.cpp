@@ -26,28 +26,15 @@ std::vector<GaussianPhase> mechanisms(std::span<const TrainingPhase> phases) {
   return result;
 }
 
-std::vector<double> composed_rdp(std::span<const GaussianPhase> phases) {
-  const auto& orders = default_rdp_orders();
-  std::vector<double> rdp(orders.size(), 0.0);
-  for (const auto& phase : phases) {
-    if (phase.steps == 0) continue;
-    for (std::size_t k = 0; k < orders.size(); ++k) {
-      rdp[k] += static_cast<double>(phase.steps) *
-                rdp_poisson_subsampled_gaussian(phase.sampling_rate, phase.noise_multiplier, orders[k]);
-    }
-  }
-  return rdp;
-}
-
 double untruncated_epsilon(std::span<const GaussianPhase> phases, double delta, const AccountantOptions& options) {
   if (options.kind == AccountantKind::kRdp)
-    return rdp_to_epsilon(default_rdp_orders(), composed_rdp(phases), delta).value;
+    return rdp_to_epsilon(default_rdp_orders(), rdp_of_phases(phases), delta).value;
   return pld_epsilon(phases, delta, options.pld).value;
 }
 
 double untruncated_delta(std::span<const GaussianPhase> phases, double epsilon, const AccountantOptions& options) {
   if (options.kind == AccountantKind::kRdp)
-    return rdp_to_delta(default_rdp_orders(), composed_rdp(phases), epsilon).value;
+    return rdp_to_delta(default_rdp_orders(), rdp_of_phases(phases), epsilon).value;
   return pld_delta(phases, epsilon, options.pld).value;
 }
 
@@ -97,7 +84,7 @@ double compute_epsilon(std::span<const TrainingPhase> phases, double delta, cons
   // bound on the answer, so (1 + e^eps) eta is over-charged and the first answer is valid; then
   // recharge with that answer, which can only lower epsilon and stays valid (see header).
   double charge_epsilon =
-      rdp_to_epsilon(default_rdp_orders(), composed_rdp(base), std::max(delta - 2.0 * eta, 1e-300)).value;
+      rdp_to_epsilon(default_rdp_orders(), rdp_of_phases(base), std::max(delta - 2.0 * eta, 1e-300)).value;
   double epsilon = kInf;
   for (int round = 0; round < 2; ++round) {
     const double remaining = delta - (1.0 + std::exp(charge_epsilon)) * eta;

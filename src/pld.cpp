@@ -313,15 +313,7 @@ struct RdpGuess {
 };
 
 RdpGuess rdp_guess(std::span<const GaussianPhase> phases, double delta) {
-  const auto& orders = default_rdp_orders();
-  std::vector<double> rdp(orders.size(), 0.0);
-  for (const auto& phase : phases) {
-    for (std::size_t k = 0; k < orders.size(); ++k) {
-      rdp[k] += static_cast<double>(phase.steps) *
-                rdp_poisson_subsampled_gaussian(phase.sampling_rate, phase.noise_multiplier, orders[k]);
-    }
-  }
-  const RdpConversion c = rdp_to_epsilon(orders, rdp, delta);
+  const RdpConversion c = rdp_to_epsilon(default_rdp_orders(), rdp_of_phases(phases), delta);
   return {c.value, c.order};
 }
 
@@ -416,15 +408,7 @@ PldResult pld_delta(std::span<const GaussianPhase> phases, double epsilon, const
   const std::vector<GaussianPhase> active = active_phases(phases);
   if (active.empty()) return {0.0, 0.0, 0.0};
   // The order whose RDP bound is tightest at this epsilon sets the tilt.
-  const auto& orders = default_rdp_orders();
-  std::vector<double> rdp(orders.size(), 0.0);
-  for (const auto& phase : active) {
-    for (std::size_t k = 0; k < orders.size(); ++k) {
-      rdp[k] += static_cast<double>(phase.steps) *
-                rdp_poisson_subsampled_gaussian(phase.sampling_rate, phase.noise_multiplier, orders[k]);
-    }
-  }
-  const RdpConversion c = rdp_to_delta(orders, rdp, epsilon);
+  const RdpConversion c = rdp_to_delta(default_rdp_orders(), rdp_of_phases(active), epsilon);
   const double tilt = std::max(0.0, c.order - 1.0);
   return refine(active, starting_grid(active, kInf), tilt, 1e-14, options,
                 [&](const PrivacyLossPmf& pmf) { return pmf.delta_for_epsilon(epsilon); });

@@ -110,6 +110,20 @@ double rdp_poisson_subsampled_gaussian(double q, double sigma, double alpha) {
   return log_a / (alpha - 1.0);
 }
 
+std::vector<double> rdp_of_phases(std::span<const GaussianPhase> phases) {
+  const auto& orders = default_rdp_orders();
+  std::vector<double> rdp(orders.size(), 0.0);
+  for (const auto& phase : phases) {
+    DPSGD_CHECK_ARG(phase.steps >= 0, "phase steps must be >= 0, got " << phase.steps);
+    if (phase.steps == 0) continue;
+    for (std::size_t k = 0; k < orders.size(); ++k) {
+      rdp[k] += static_cast<double>(phase.steps) *
+                rdp_poisson_subsampled_gaussian(phase.sampling_rate, phase.noise_multiplier, orders[k]);
+    }
+  }
+  return rdp;
+}
+
 RdpConversion rdp_to_epsilon(std::span<const double> orders, std::span<const double> rdp, double delta) {
   check_curve(orders, rdp);
   DPSGD_CHECK_ARG(std::isfinite(delta) && delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " << delta);

@@ -43,11 +43,8 @@ std::vector<double> analytic_gradient(Sequential<double>& model, const Problem& 
   return grad;
 }
 
-class MlpFiniteDifference : public ::testing::TestWithParam<ActivationKind> {};
-
-TEST_P(MlpFiniteDifference, GradientMatchesCentralDifferences) {
-  const Problem p = random_problem(11, 8, 5, 3);
-  Mlp<double> model({5, 7, 6, 3}, GetParam(), 42);
+// Every parameter's analytic gradient against the central difference of the summed loss.
+void expect_gradient_matches_central_differences(Sequential<double>& model, const Problem& p) {
   const std::vector<double> grad = analytic_gradient(model, p);
   auto params = model.parameters();
   const double h = 1e-6;
@@ -61,6 +58,14 @@ TEST_P(MlpFiniteDifference, GradientMatchesCentralDifferences) {
     const double numeric = (up - down) / (2 * h);
     EXPECT_NEAR(grad[j], numeric, 1e-6 * std::max(1.0, std::abs(numeric))) << "parameter " << j;
   }
+}
+
+class MlpFiniteDifference : public ::testing::TestWithParam<ActivationKind> {};
+
+TEST_P(MlpFiniteDifference, GradientMatchesCentralDifferences) {
+  const Problem p = random_problem(11, 8, 5, 3);
+  Mlp<double> model({5, 7, 6, 3}, GetParam(), 42);
+  expect_gradient_matches_central_differences(model, p);
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, MlpFiniteDifference,
@@ -127,19 +132,7 @@ TEST(Cnn, GradientMatchesCentralDifferences) {
   const Problem p = random_problem(21, 5, 72, 3);
   Sequential<double> model;
   build_small_cnn(model, 4);
-  const std::vector<double> grad = analytic_gradient(model, p);
-  auto params = model.parameters();
-  const double h = 1e-6;
-  for (std::size_t j = 0; j < params.size(); ++j) {
-    const double saved = params[j];
-    params[j] = saved + h;
-    const double up = total_loss(model, p);
-    params[j] = saved - h;
-    const double down = total_loss(model, p);
-    params[j] = saved;
-    const double numeric = (up - down) / (2 * h);
-    EXPECT_NEAR(grad[j], numeric, 1e-6 * std::max(1.0, std::abs(numeric))) << "parameter " << j;
-  }
+  expect_gradient_matches_central_differences(model, p);
 }
 
 TEST(Cnn, InputGradientMatchesCentralDifferences) {

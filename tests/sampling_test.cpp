@@ -8,6 +8,7 @@
 
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/sampling/binomial_tail.hpp"
+#include "dpsgd/sampling/gather_batch.hpp"
 #include "dpsgd/sampling/poisson_sampler.hpp"
 
 namespace dpsgd {
@@ -140,6 +141,30 @@ TEST(PoissonSampler, RejectsBadArguments) {
     EXPECT_NE(std::string(e.what()).find("sampling_rate"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("1.5"), std::string::npos) << e.what();
   }
+}
+
+TEST(GatherBatch, CopiesExamplesAndZeroesPadding) {
+  RowMajorMatrix<float> data(5, 3);
+  for (int i = 0; i < 15; ++i) data.data()[i] = static_cast<float>(i + 1);
+  const std::vector<std::int32_t> labels{10, 11, 12, 13, 14};
+  Batch batch;
+  batch.indices = {1, 4, Batch::kPaddingIndex};
+  batch.mask = {1, 1, 0};
+  batch.real_size = 2;
+  RowMajorMatrix<float> inputs = RowMajorMatrix<float>::Constant(3, 3, -1.0f);
+  std::vector<std::int32_t> out(3, -1);
+  gather_batch<float>(batch, data, labels, inputs, out);
+  EXPECT_EQ(inputs.row(0), data.row(1));
+  EXPECT_EQ(inputs.row(1), data.row(4));
+  EXPECT_EQ(inputs.row(2).squaredNorm(), 0.0f);
+  EXPECT_EQ(out, (std::vector<std::int32_t>{11, 14, 0}));
+  batch.indices[0] = 7;
+  EXPECT_THROW(gather_batch<float>(batch, data, labels, inputs, out), InvalidArgument);
+  batch.indices[0] = 1;
+  RowMajorMatrix<float> wrong(2, 3);
+  EXPECT_THROW(gather_batch<float>(batch, data, labels, wrong, out), InvalidArgument);
+  std::vector<std::int32_t> short_labels(4);
+  EXPECT_THROW(gather_batch<float>(batch, data, short_labels, inputs, out), InvalidArgument);
 }
 
 TEST(PoissonSampler, DefaultSeedComesFromTheOs) {

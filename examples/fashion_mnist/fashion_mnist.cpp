@@ -26,6 +26,7 @@
 #include "dpsgd/nn/sequential.hpp"
 #include "dpsgd/nn/softmax_cross_entropy.hpp"
 #include "dpsgd/nn/tanh_cnn.hpp"
+#include "dpsgd/sampling/gather_batch.hpp"
 #include "svg_plot.hpp"
 
 namespace {
@@ -270,16 +271,7 @@ int main(int argc, char** argv) {
     while (static_cast<std::int64_t>(dp.next_step()) < steps) {
       const std::int64_t step = static_cast<std::int64_t>(dp.next_step());
       const dpsgd::Batch batch = sampler.sample(dp.next_step());
-      for (std::int64_t i = 0; i < capacity; ++i) {
-        const std::int64_t index = batch.indices[static_cast<std::size_t>(i)];
-        if (index == dpsgd::Batch::kPaddingIndex) {
-          inputs.row(i).setZero();
-          labels[static_cast<std::size_t>(i)] = 0;
-        } else {
-          inputs.row(i) = train.images.row(index);
-          labels[static_cast<std::size_t>(i)] = train.labels[static_cast<std::size_t>(index)];
-        }
-      }
+      dpsgd::gather_batch<float>(batch, train.images, train.labels, inputs, labels);
       const auto loss = dpsgd::nn::softmax_cross_entropy<float>(model.forward(inputs), labels, batch.mask);
       model.backward(loss.logit_grads);
       std::fill(gradient.begin(), gradient.end(), 0.0f);

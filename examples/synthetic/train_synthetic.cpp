@@ -16,6 +16,7 @@
 #include "dpsgd/dpsgd.hpp"
 #include "dpsgd/nn/mlp.hpp"
 #include "dpsgd/nn/softmax_cross_entropy.hpp"
+#include "dpsgd/sampling/gather_batch.hpp"
 
 namespace {
 
@@ -148,16 +149,7 @@ int main(int argc, char** argv) {
     const std::int64_t report_every = std::max<std::int64_t>(1, steps / (5 * epochs));
     for (std::int64_t step = 0; step < steps; ++step) {
       const dpsgd::Batch batch = sampler.sample(dp.next_step());
-      for (std::int64_t i = 0; i < batch.capacity(); ++i) {
-        const std::int64_t index = batch.indices[static_cast<std::size_t>(i)];
-        if (index == dpsgd::Batch::kPaddingIndex) {
-          inputs.row(i).setZero();
-          labels[static_cast<std::size_t>(i)] = 0;
-        } else {
-          inputs.row(i) = train.features.row(index);
-          labels[static_cast<std::size_t>(i)] = train.labels[static_cast<std::size_t>(index)];
-        }
-      }
+      dpsgd::gather_batch<float>(batch, train.features, train.labels, inputs, labels);
       const auto loss = dpsgd::nn::softmax_cross_entropy<float>(model.forward(inputs), labels, batch.mask);
       model.backward(loss.logit_grads);
       std::fill(gradient.begin(), gradient.end(), 0.0f);

@@ -1,6 +1,8 @@
 // Umbrella header: everything a DP-SGD training loop needs from dpsgd.
 #pragma once
 
+#include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/accounting/privacy_ledger.hpp"
 #include "dpsgd/clipping/clip_config.hpp"
 #include "dpsgd/clipping/clip_factors.hpp"
 #include "dpsgd/clipping/dense_clipping.hpp"
@@ -14,4 +16,5 @@
 #include "dpsgd/optim/dp_sgd.hpp"
 #include "dpsgd/optim/optimizer.hpp"
 #include "dpsgd/sampling/binomial_tail.hpp"
+#include "dpsgd/sampling/gather_batch.hpp"
 #include "dpsgd/sampling/poisson_sampler.hpp"

@@ -5,17 +5,10 @@
 #include <cstdint>
 #include <span>
 
+#include "dpsgd/accounting/gaussian_phase.hpp"
 #include "dpsgd/accounting/privacy_loss_pmf.hpp"
 
 namespace dpsgd {
-
-// One phase of training: `steps` identical steps of Poisson sampling at `sampling_rate` with Gaussian
-// noise of multiplier `noise_multiplier` (stddev / L2 sensitivity).
-struct GaussianPhase {
-  double sampling_rate = 0.0;
-  double noise_multiplier = 0.0;
-  std::int64_t steps = 0;
-};
 
 // The two halves of add/remove adjacency. For Poisson sampling they differ, and a guarantee for
 // add/remove needs the larger of the two.

@@ -4,6 +4,8 @@
 #include <span>
 #include <vector>
 
+#include "dpsgd/accounting/gaussian_phase.hpp"
+
 namespace dpsgd {
 
 // The order grid of Google's dp_accounting (1.1 to 10.9 by 0.1, 11 to 63, 128, 256, 512, 1024), so
@@ -17,6 +19,9 @@ const std::vector<double>& default_rdp_orders();
 // bound, for fractional alpha). q = 1 gives alpha / (2 sigma^2); sigma = 0 gives +inf.
 // Throws InvalidArgument for q outside [0, 1], sigma < 0 or non-finite, or alpha <= 1.
 double rdp_poisson_subsampled_gaussian(double sampling_rate, double noise_multiplier, double order);
+
+// The RDP curve of the composition of `phases` over default_rdp_orders(): sum of steps * per-step RDP.
+std::vector<double> rdp_of_phases(std::span<const GaussianPhase> phases);
 
 struct RdpConversion {
   double value = 0.0;  // epsilon (or delta)
