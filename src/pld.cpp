@@ -6,8 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
-#include <cstdio>
-#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -222,7 +220,6 @@ PrivacyLossPmf compose_pmfs(std::span<const PrivacyLossPmf> pmfs, std::span<cons
     upper = std::min(upper, (cumulant(mu) - log_tail) / mu);
     lower = std::max(lower, -(cumulant(-mu) - log_tail) / mu);
   }
-  if (std::getenv("DPSGD_DEBUG_PLD")) std::fprintf(stderr, "window [%g, %g] tilt %g\n", lower, upper, tilt);
   std::int64_t min_index = 0, max_index = 0;
   for (std::size_t j = 0; j < pmfs.size(); ++j) {
     min_index += counts[j] * pmfs[j].offset;
