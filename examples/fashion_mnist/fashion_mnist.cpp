@@ -37,7 +37,7 @@ using Model = dpsgd::nn::Sequential<float>;
 // Everything that defines a run: a checkpoint only resumes a run with equal settings.
 struct Settings {
   std::string model = "cnn";
-  double epochs = 25, batch_size = 2048, learning_rate = 4.0, momentum = 0.9, clip_norm = 0.1;
+  double epochs = 28, batch_size = 2048, learning_rate = 4.0, momentum = 0.9, clip_norm = 0.1;
   double epsilon = 3.0, delta = 1e-5;
   bool no_privacy = false;
   std::int64_t train_subset = 0, test_subset = 0;
