@@ -80,25 +80,21 @@ double compute_epsilon(std::span<const TrainingPhase> phases, double delta, cons
   const std::vector<GaussianPhase> base = mechanisms(phases);
   const double eta = truncation_probability(phases);
   if (eta == 0.0) return untruncated_epsilon(base, delta, options);
-  // Find eps with delta_base(eps) + (1 + e^eps) eta <= delta. Start from the RDP epsilon, an upper
-  // bound on the answer, so (1 + e^eps) eta is over-charged and the first answer is valid; then
-  // recharge with that answer, which can only lower epsilon and stays valid (see header).
-  double charge_epsilon =
-      rdp_to_epsilon(default_rdp_orders(), rdp_of_phases(base), std::max(delta - 2.0 * eta, 1e-300)).value;
-  double epsilon = kInf;
-  for (int round = 0; round < 2; ++round) {
-    const double remaining = delta - (1.0 + std::exp(charge_epsilon)) * eta;
-    if (!(remaining > 0.0)) break;
-    epsilon = std::min(epsilon, untruncated_epsilon(base, remaining, options));
-    charge_epsilon = epsilon;
+  // The smallest eps with delta_base(eps) + (1 + e^eps) eta <= delta. The charge grows with eps, so
+  // eps <- eps_base(delta - (1 + e^eps) eta) climbs from eps = 0 towards the fixed point, every
+  // iterate below it; a delta query then confirms the inequality, stepping eps up until it holds.
+  if (delta <= 2.0 * eta) return kInf;
+  double epsilon = 0.0;
+  for (int round = 0; round < 3; ++round) {
+    const double remaining = delta - (1.0 + std::exp(epsilon)) * eta;
+    if (!(remaining > 0.0)) return kInf;
+    epsilon = std::max(untruncated_epsilon(base, remaining, options), 1e-9);
+    if (!std::isfinite(epsilon)) return kInf;
   }
-  if (!std::isfinite(epsilon) && delta > 2.0 * eta) {
-    // The RDP charge was too large to leave room: fall back to solving from the smallest charge.
-    epsilon = untruncated_epsilon(base, delta - 2.0 * eta, options);
-    if (delta - (1.0 + std::exp(epsilon)) * eta <= 0.0) return kInf;
-    epsilon = untruncated_epsilon(base, delta - (1.0 + std::exp(epsilon)) * eta, options);
+  for (int step = 0; step < 100; ++step, epsilon *= 1.0 + 2e-4) {
+    if (untruncated_delta(base, epsilon, options) + (1.0 + std::exp(epsilon)) * eta <= delta) return epsilon;
   }
-  return epsilon;
+  return kInf;
 }
 
 double compute_delta(std::span<const TrainingPhase> phases, double epsilon, const AccountantOptions& options) {

@@ -339,13 +339,8 @@ int main(int argc, char** argv) {
       }
       dpsgd::write_file_atomically(plot_path, dpsgd_example::svg_line_charts({acc, eps}, "training step"));
     }
-  } catch (const dpsgd::IoError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 2;
-  } catch (const dpsgd::FormatError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 2;
-  } catch (const dpsgd::InvalidArgument& e) {
+  } catch (const dpsgd::Error& e) {
+    // Missing or corrupt data, a refused checkpoint, a bad argument: the user's input, status 2.
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;
   } catch (const std::exception& e) {

@@ -6,13 +6,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <optional>
 #include <random>
 
 #include "dpsgd/accounting/accountant.hpp"
 #include "dpsgd/accounting/privacy_ledger.hpp"
+#include "dpsgd/core/atomic_file.hpp"
 #include "dpsgd/dpsgd.hpp"
 #include "dpsgd/nn/mlp.hpp"
 #include "dpsgd/nn/softmax_cross_entropy.hpp"
@@ -202,9 +202,7 @@ int main(int argc, char** argv) {
           {"steps", steps},
           {"capacity", capacity.capacity},
           {"seconds", seconds}};
-      std::ofstream out(metrics_out);
-      out << metrics.dump(2) << "\n";
-      if (!out) throw dpsgd::IoError("cannot write --metrics-out file " + metrics_out);
+      dpsgd::write_file_atomically(metrics_out, metrics.dump(2) + "\n");
     }
     if (test_accuracy < min_accuracy) {
       std::fprintf(stderr, "test accuracy %.4f is below --min-accuracy %.4f\n", test_accuracy, min_accuracy);

@@ -56,6 +56,19 @@ struct CommonFlags {
   bool json = false;
 };
 
+// --sampling-rate and --steps, --noise-multiplier unless the command calibrates it, and the one of
+// --delta / --epsilon the command takes as given.
+void add_mechanism_flags(CLI::App* command, CommonFlags& flags, bool with_noise, bool given_delta) {
+  command->add_option("--sampling-rate", flags.sampling_rate, "q in (0, 1]")->required();
+  if (with_noise) command->add_option("--noise-multiplier", flags.noise_multiplier, "sigma > 0")->required();
+  command->add_option("--steps", flags.steps, "T >= 1")->required();
+  if (given_delta) {
+    command->add_option("--delta", flags.delta, "delta in (0, 1)")->required();
+  } else {
+    command->add_option("--epsilon", flags.epsilon, "epsilon > 0")->required();
+  }
+}
+
 void add_truncation_flags(CLI::App* command, CommonFlags& flags) {
   command->add_option("--dataset-size", flags.dataset_size,
                       "N: with --batch-size, account for Poisson batches truncated to capacity B (Chua et al. 2024)");
@@ -123,23 +136,15 @@ int main(int argc, char** argv) {
   CommonFlags flags;
 
   auto* eps_cmd = app.add_subcommand("epsilon", "epsilon for (sampling rate, noise multiplier, steps, delta)");
-  eps_cmd->add_option("--sampling-rate", flags.sampling_rate, "q in (0, 1]")->required();
-  eps_cmd->add_option("--noise-multiplier", flags.noise_multiplier, "sigma > 0")->required();
-  eps_cmd->add_option("--steps", flags.steps, "T >= 1")->required();
-  eps_cmd->add_option("--delta", flags.delta, "delta in (0, 1)")->required();
+  add_mechanism_flags(eps_cmd, flags, true, true);
   add_truncation_flags(eps_cmd, flags);
 
   auto* delta_cmd = app.add_subcommand("delta", "delta for (sampling rate, noise multiplier, steps, epsilon)");
-  delta_cmd->add_option("--sampling-rate", flags.sampling_rate, "q in (0, 1]")->required();
-  delta_cmd->add_option("--noise-multiplier", flags.noise_multiplier, "sigma > 0")->required();
-  delta_cmd->add_option("--steps", flags.steps, "T >= 1")->required();
-  delta_cmd->add_option("--epsilon", flags.epsilon, "epsilon > 0")->required();
+  add_mechanism_flags(delta_cmd, flags, true, false);
   add_truncation_flags(delta_cmd, flags);
 
   auto* cal_cmd = app.add_subcommand("calibrate", "the smallest noise multiplier meeting (epsilon, delta)");
-  cal_cmd->add_option("--sampling-rate", flags.sampling_rate, "q in (0, 1]")->required();
-  cal_cmd->add_option("--steps", flags.steps, "T >= 1")->required();
-  cal_cmd->add_option("--delta", flags.delta, "delta in (0, 1)")->required();
+  add_mechanism_flags(cal_cmd, flags, false, true);
   cal_cmd->add_option("--epsilon", flags.epsilon, "epsilon > 0")->required();
   add_truncation_flags(cal_cmd, flags);
 
