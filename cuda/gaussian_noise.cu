@@ -55,11 +55,6 @@ void launch(Scalar* values, std::uint64_t size, double stddev, const NoiseKey& k
 
 }  // namespace
 
-bool device_available() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
 void add_gaussian_noise(float* values, std::uint64_t size, double stddev, const NoiseKey& key, NoiseMode mode,
                         std::uint64_t first_coordinate, Stream stream) {
   launch(values, size, stddev, key, mode, first_coordinate, stream);

@@ -167,6 +167,23 @@ TEST(GhostLinear, NonFiniteExamplesNeverReachTheGradient) {
   EXPECT_LT((w - expected).norm(), 1e-12);
 }
 
+// Regression: a float Gram product that overflows gives inf - inf = NaN, and std::max(0.0, NaN) is
+// 0.0, which once turned a huge finite gradient into a zero norm (factor 1: unclipped). The Gram
+// route must keep NaN so that the example is redone in double and clipped.
+TEST(GhostLinear, OverflowingFloatGramIsRedoneInDoubleNotZeroed) {
+  RowMajorMatrix<float> a(3, 2), dy(3, 1);
+  a << 1e20f, 0.0f, -1e20f, 0.0f, 1e20f, 0.0f;  // A A^T has entries of +-1e40: inf in float
+  dy << 1.0f, 0.0f, 0.0f;                       // the true gradient is dy_0 a_0^T, norm 1e20
+  SquaredNorms norms = SquaredNorms::Zero(1, 1);
+  accumulate_linear_squared_norms<float>(a, dy, 1, false, norms, 0, GhostNormMethod::kGram);
+  EXPECT_NEAR(norms(0, 0), 1e40, 1e34);
+  const ClipFactors f = compute_clip_factors(norms, std::vector<std::uint8_t>{1}, ClipConfig::flat(1.0));
+  EXPECT_EQ(f.stats.num_clipped, 1);
+  RowMajorMatrix<float> w = RowMajorMatrix<float>::Zero(1, 2);
+  accumulate_linear_clipped_gradient<float>(a, dy, 1, f.factors, 0, w, {});
+  EXPECT_NEAR(w.norm(), 1.0, 1e-5);  // clipped to C = 1
+}
+
 TEST(GhostLinear, InfiniteActivationWithZeroOutputGradientIsStillNonFinite) {
   // ||a||^2 ||dy||^2 = inf * 0 = NaN would be caught anyway; a finite product must not hide inf.
   RowMajorMatrix<double> a(1, 2), dy(1, 1);

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <span>
 #include <vector>
 
 #include "dpsgd/clipping/clip_factor.hpp"
@@ -48,5 +50,25 @@ struct ClipConfig {
         "automatic_stability must be finite and > 0, got " << automatic_stability);
   }
 };
+
+// The column offsets of the config's groups in a row of `width` elements: `group_offsets` checked
+// (num_groups + 1 entries, strictly increasing from 0 to width), or {0, width} when it is empty.
+// Throws InvalidArgument naming what is wrong.
+inline std::vector<std::int64_t> resolve_group_offsets(std::span<const std::int64_t> group_offsets, std::int64_t width,
+                                                       const ClipConfig& config) {
+  std::vector<std::int64_t> offsets(group_offsets.begin(), group_offsets.end());
+  if (offsets.empty()) offsets = {0, width};
+  DPSGD_CHECK_ARG(
+      static_cast<int>(offsets.size()) == config.num_groups() + 1,
+      "group_offsets must have num_groups + 1 = " << config.num_groups() + 1 << " entries, got " << offsets.size());
+  DPSGD_CHECK_ARG(offsets.front() == 0 && offsets.back() == width, "group_offsets must run from 0 to the row width "
+                                                                       << width << ", got " << offsets.front() << " .. "
+                                                                       << offsets.back());
+  for (std::size_t k = 1; k < offsets.size(); ++k) {
+    DPSGD_CHECK_ARG(offsets[k] > offsets[k - 1], "group_offsets must be strictly increasing, got "
+                                                     << offsets[k - 1] << " then " << offsets[k] << " at " << k);
+  }
+  return offsets;
+}
 
 }  // namespace dpsgd

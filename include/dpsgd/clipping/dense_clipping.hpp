@@ -100,18 +100,7 @@ ClipFactors clip_and_accumulate(const ConstRowsRef<Scalar>& rows, std::span<cons
                                 std::span<const std::int64_t> group_offsets = {}) {
   config.validate();
   const Eigen::Index width = rows.cols();
-  std::vector<std::int64_t> offsets(group_offsets.begin(), group_offsets.end());
-  if (offsets.empty()) offsets = {0, static_cast<std::int64_t>(width)};
-  DPSGD_CHECK_ARG(
-      static_cast<int>(offsets.size()) == config.num_groups() + 1,
-      "group_offsets must have num_groups + 1 = " << config.num_groups() + 1 << " entries, got " << offsets.size());
-  DPSGD_CHECK_ARG(offsets.front() == 0 && offsets.back() == width, "group_offsets must run from 0 to the row width "
-                                                                       << width << ", got " << offsets.front() << " .. "
-                                                                       << offsets.back());
-  for (std::size_t k = 1; k < offsets.size(); ++k) {
-    DPSGD_CHECK_ARG(offsets[k] > offsets[k - 1], "group_offsets must be strictly increasing, got "
-                                                     << offsets[k - 1] << " then " << offsets[k] << " at " << k);
-  }
+  const std::vector<std::int64_t> offsets = resolve_group_offsets(group_offsets, width, config);
   DPSGD_CHECK_ARG(static_cast<Eigen::Index>(sum.size()) == width,
                   "sum.size() must equal the row width " << width << ", got " << sum.size());
   SquaredNorms squared_norms = SquaredNorms::Zero(rows.rows(), config.num_groups());

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dpsgd/clipping/clip_factors.hpp"
+#include "dpsgd/clipping/detail/norm_math.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
 #include "dpsgd/core/parallel.hpp"
@@ -99,19 +100,24 @@ void accumulate_linear_squared_norms(const ConstRowsRef<Scalar>& activations, co
   // The products run in the input precision (float GEMMs are twice as fast) and the squared norms
   // are summed in double; if that overflows for finite inputs, the example is redone in double.
   const auto weight_squared_norm = [&](const auto& a, const auto& g) -> double {
-    if (t == 1)
-      return static_cast<double>(a.template cast<double>().squaredNorm()) * g.template cast<double>().squaredNorm();
     if (method == GhostNormMethod::kGram) {
       using M = Eigen::Matrix<typename std::decay_t<decltype(a)>::Scalar, Eigen::Dynamic, Eigen::Dynamic>;
       const M gram_a = a * a.transpose();
       const M gram_g = g * g.transpose();
-      return std::max(0.0, gram_a.template cast<double>().cwiseProduct(gram_g.template cast<double>()).sum());
+      return detail::clamp_nonnegative_keep_nan(
+          gram_a.template cast<double>().cwiseProduct(gram_g.template cast<double>()).sum());
     }
     return (g.transpose() * a).template cast<double>().squaredNorm();
   };
   const auto example_norm = [&](Eigen::Index i) {
     const auto a = activations.middleRows(i * t, t);
     const auto g = output_grads.middleRows(i * t, t);
+    if (t == 1) {
+      // The formula the GPU kernels use too.
+      squared_norms(i, group) += detail::plain_linear_squared_norm(a.template cast<double>().squaredNorm(),
+                                                                   g.template cast<double>().squaredNorm(), has_bias);
+      return;
+    }
     double weight_sq;
     if (!a.allFinite() || !g.allFinite()) {
       // A non-finite input must surface as a non-finite norm even where 0 * inf would hide it.

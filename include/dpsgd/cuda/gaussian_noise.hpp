@@ -4,18 +4,10 @@
 
 #include <cstdint>
 
+#include "dpsgd/cuda/device_context.hpp"
 #include "dpsgd/noise/gaussian_transform.hpp"
 
-struct CUstream_st;
-
 namespace dpsgd::cuda {
-
-// Same type as cudaStream_t; nullptr is the legacy default stream.
-using Stream = CUstream_st*;
-
-// Whether a CUDA device is usable from this process (false, never an exception, when the driver
-// or device is missing).
-bool device_available();
 
 // Adds N(0, stddev^2) to values[0 .. size) on the device, element j receiving the noise of
 // coordinate first_coordinate + j of the stream `key`: the same uniform bits as the CPU path, so
@@ -32,5 +24,19 @@ void add_gaussian_noise(float* values, std::uint64_t size, double stddev, const 
 void add_gaussian_noise(double* values, std::uint64_t size, double stddev, const NoiseKey& key,
                         NoiseMode mode = NoiseMode::kStandard, std::uint64_t first_coordinate = 0,
                         Stream stream = nullptr);
+
+// The same on a context's stream.
+inline void add_gaussian_noise(DeviceContext& context, float* values, std::uint64_t size, double stddev,
+                               const NoiseKey& key, NoiseMode mode = NoiseMode::kStandard,
+                               std::uint64_t first_coordinate = 0) {
+  context.activate();
+  add_gaussian_noise(values, size, stddev, key, mode, first_coordinate, context.stream());
+}
+inline void add_gaussian_noise(DeviceContext& context, double* values, std::uint64_t size, double stddev,
+                               const NoiseKey& key, NoiseMode mode = NoiseMode::kStandard,
+                               std::uint64_t first_coordinate = 0) {
+  context.activate();
+  add_gaussian_noise(values, size, stddev, key, mode, first_coordinate, context.stream());
+}
 
 }  // namespace dpsgd::cuda

@@ -7,6 +7,8 @@
 
 #include <Eigen/Core>
 
+#include "dpsgd/clipping/detail/norm_math.hpp"
+
 namespace dpsgd::detail {
 
 // Elements summed in the row's own precision before the partial sum moves to double: short enough
@@ -23,15 +25,17 @@ double rescaled_squared_norm(const Scalar* row, std::int64_t length) {
     if (!std::isfinite(v)) return v * v;  // inf or NaN: the row is non-finite
     max_abs = std::max(max_abs, std::abs(v));
   }
-  if (max_abs == 0.0) return 0.0;
   double scaled = 0.0;
-  for (std::int64_t j = 0; j < length; ++j) {
-    const double v = static_cast<double>(row[j]) / max_abs;
-    scaled += v * v;
+  if (max_abs > 0.0) {
+    for (std::int64_t j = 0; j < length; ++j) {
+      const double v = static_cast<double>(row[j]) / max_abs;
+      scaled += v * v;
+    }
   }
   // Still +inf only for a double row beyond sqrt(DBL_MAX): it then counts as non-finite, which
-  // drops it, the only sound choice when its norm cannot be represented.
-  return scaled * max_abs * max_abs;
+  // drops it, the only sound choice when its norm cannot be represented. The GPU kernels finish
+  // with the same function.
+  return rescaled_squared_norm_from(max_abs, scaled);
 }
 
 template <typename Scalar>
