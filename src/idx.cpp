@@ -3,6 +3,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -75,9 +76,19 @@ IdxArray read_idx(const std::string& path) {
     if (total > (std::uint64_t{1} << 34)) bad_file(path, "it declares more than 2^34 values");
     array.dims.push_back(static_cast<std::int64_t>(size));
   }
-  array.values.resize(static_cast<std::size_t>(total));
-  const std::size_t got = read_some(file.get(), path, array.values.data(), array.values.size());
-  if (got != array.values.size()) {
+  // Memory grows with the data actually read, never with what a (possibly hostile) header claims:
+  // a 16-byte file declaring 2^34 values must not allocate 16 GiB before failing.
+  constexpr std::size_t kChunk = std::size_t{1} << 24;
+  std::size_t got = 0;
+  while (got < total) {
+    const std::size_t want = std::min<std::size_t>(kChunk, static_cast<std::size_t>(total) - got);
+    array.values.resize(got + want);
+    const std::size_t read = read_some(file.get(), path, array.values.data() + got, want);
+    got += read;
+    if (read < want) break;
+  }
+  array.values.resize(got);
+  if (got != total) {
     bad_file(path, "truncated: the header promises " + std::to_string(total) + " values, the file holds " +
                        std::to_string(got));
   }

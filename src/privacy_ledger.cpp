@@ -7,6 +7,7 @@
 #include "dpsgd/core/atomic_file.hpp"
 #include "dpsgd/core/checksum.hpp"
 #include "dpsgd/core/error.hpp"
+#include "dpsgd/core/json_fields.hpp"
 
 namespace dpsgd {
 namespace {
@@ -14,17 +15,9 @@ namespace {
 constexpr const char* kFormat = "dpsgd.privacy_ledger";
 constexpr int kVersion = 1;
 
-[[noreturn]] void corrupt(const std::string& what) { throw FormatError("dpsgd: privacy ledger refused: " + what); }
+constexpr const char* kRefused = "dpsgd: privacy ledger refused: ";
 
-template <typename T>
-T field(const nlohmann::json& object, const char* key, const std::string& where) {
-  if (!object.is_object() || !object.contains(key)) corrupt(where + " has no \"" + key + "\"");
-  try {
-    return object.at(key).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    corrupt(where + " has a \"" + key + "\" of the wrong type");
-  }
-}
+[[noreturn]] void corrupt(const std::string& what) { throw FormatError(kRefused + what); }
 
 }  // namespace
 
@@ -102,37 +95,34 @@ nlohmann::json PrivacyLedger::to_json() const {
 }
 
 PrivacyLedger PrivacyLedger::from_json(const nlohmann::json& document) {
-  if (!document.is_object()) corrupt("the document is not a JSON object");
-  if (field<std::string>(document, "format", "the ledger") != kFormat)
-    corrupt("\"format\" is not \"" + std::string(kFormat) + "\"");
-  const int version = field<int>(document, "version", "the ledger");
+  const JsonFields fields(document, "the ledger", kRefused);
+  if (fields.string("format") != kFormat) corrupt("\"format\" is not \"" + std::string(kFormat) + "\"");
+  const std::int64_t version = fields.integer("version");
   if (version != kVersion) corrupt("version " + std::to_string(version) + " is not the supported version 1");
   nlohmann::json payload = document;
-  const std::string stored = field<std::string>(document, "checksum", "the ledger");
+  const std::string stored = fields.string("checksum");
   payload.erase("checksum");
   if (fnv1a64_checksum(payload.dump()) != stored)
     corrupt("the checksum does not match the content (edited or corrupt)");
   PrivacyLedger ledger;
-  ledger.next_step_ = field<std::uint64_t>(document, "next_step", "the ledger");
-  ledger.unbounded_ = field<bool>(document, "unbounded", "the ledger");
-  const nlohmann::json& phases = document.at("phases");
-  if (!phases.is_array()) corrupt("\"phases\" is not an array");
+  ledger.next_step_ = fields.unsigned_integer("next_step");
+  ledger.unbounded_ = fields.boolean("unbounded");
+  const nlohmann::json& phases = fields.array("phases");
   std::uint64_t counted = 0;
   for (std::size_t k = 0; k < phases.size(); ++k) {
-    const std::string where = "phases[" + std::to_string(k) + "]";
-    TrainingPhase p{field<double>(phases[k], "sampling_rate", where),
-                    field<double>(phases[k], "noise_multiplier", where), field<std::int64_t>(phases[k], "steps", where),
-                    field<std::int64_t>(phases[k], "dataset_size", where),
-                    field<std::int64_t>(phases[k], "capacity", where)};
+    const JsonFields phase(phases[k], "phases[" + std::to_string(k) + "]", kRefused);
+    TrainingPhase p{phase.number("sampling_rate"), phase.number("noise_multiplier"), phase.integer("steps"),
+                    phase.integer("dataset_size"), phase.integer("capacity")};
     try {
       validate_training_phase(p, k);
     } catch (const InvalidArgument& e) {
-      corrupt(where + " is out of range: " + e.what());
+      corrupt("phases[" + std::to_string(k) + "] is out of range: " + e.what());
     }
+    // Each phase holds at most next_step steps, so this sum cannot overflow before the check fires.
     counted += static_cast<std::uint64_t>(p.steps);
+    if (counted > ledger.next_step_) corrupt("it holds more steps than its next_step allows");
     ledger.phases_.push_back(p);
   }
-  if (counted > ledger.next_step_) corrupt("it holds more steps than its next_step allows");
   return ledger;
 }
 

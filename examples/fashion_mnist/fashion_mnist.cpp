@@ -16,7 +16,6 @@
 #include "dpsgd/accounting/accountant.hpp"
 #include "dpsgd/accounting/privacy_ledger.hpp"
 #include "dpsgd/core/atomic_file.hpp"
-#include "dpsgd/core/checksum.hpp"
 #include "dpsgd/data/idx.hpp"
 #include "dpsgd/dpsgd.hpp"
 #include "dpsgd/nn/activation.hpp"
@@ -26,6 +25,7 @@
 #include "dpsgd/nn/sequential.hpp"
 #include "dpsgd/nn/softmax_cross_entropy.hpp"
 #include "dpsgd/nn/tanh_cnn.hpp"
+#include "dpsgd/optim/checkpoint.hpp"
 #include "dpsgd/sampling/gather_batch.hpp"
 #include "svg_plot.hpp"
 
@@ -97,6 +97,31 @@ struct EvalPoint {
 
 [[noreturn]] void bad_checkpoint(const std::string& path, const std::string& what) {
   throw dpsgd::FormatError("checkpoint " + path + " refused: " + what);
+}
+
+constexpr const char* kCheckpointFormat = "dpsgd.fashion_mnist";
+
+// Evaluation history in a checkpoint: [[step, accuracy, epsilon or null], ...] (JSON has no inf).
+nlohmann::json history_to_json(const std::vector<EvalPoint>& history) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& e : history) {
+    rows.push_back({e.step, e.accuracy, std::isfinite(e.epsilon) ? nlohmann::json(e.epsilon) : nlohmann::json()});
+  }
+  return {{"history", rows}};
+}
+
+std::vector<EvalPoint> history_from_json(const nlohmann::json& extra, const std::string& path) {
+  std::vector<EvalPoint> history;
+  const auto rows = extra.find("history");
+  if (rows == extra.end() || !rows->is_array()) bad_checkpoint(path, "it has no evaluation history");
+  for (const auto& e : *rows) {
+    if (!e.is_array() || e.size() != 3 || !e[0].is_number_integer() || !e[1].is_number() ||
+        !(e[2].is_number() || e[2].is_null()))
+      bad_checkpoint(path, "an evaluation history entry is malformed: " + e.dump());
+    history.push_back({e[0].get<std::int64_t>(), e[1].get<double>(),
+                       e[2].is_null() ? std::numeric_limits<double>::infinity() : e[2].get<double>()});
+  }
+  return history;
 }
 
 }  // namespace
@@ -172,25 +197,19 @@ int main(int argc, char** argv) {
 
     // Resume: the checkpoint fixes the seed, the model, the optimiser and the step; the ledger file
     // (written before every update) fixes which step indices are already charged.
-    nlohmann::json checkpoint;
+    dpsgd::TrainingCheckpoint checkpoint;
     const std::string ledger_path = checkpoint_path.empty() ? "" : checkpoint_path + ".ledger.json";
     const bool resuming = resume && std::filesystem::exists(checkpoint_path);
     if (resuming) {
-      checkpoint = nlohmann::json::parse(dpsgd::read_file(checkpoint_path), nullptr, false);
-      if (checkpoint.is_discarded() || !checkpoint.is_object() || !checkpoint.contains("checksum")) {
-        bad_checkpoint(checkpoint_path, "not a JSON checkpoint");
+      checkpoint = dpsgd::load_checkpoint(checkpoint_path);  // checksum, types, ranges: FormatError if not
+      if (checkpoint.format != kCheckpointFormat)
+        bad_checkpoint(checkpoint_path, "it was written by " + checkpoint.format);
+      if (checkpoint.settings != s.to_json()) {
+        bad_checkpoint(checkpoint_path, "it was written with different settings: " + checkpoint.settings.dump());
       }
-      nlohmann::json payload = checkpoint;
-      payload.erase("checksum");
-      if (dpsgd::fnv1a64_checksum(payload.dump()) != checkpoint["checksum"]) {
-        bad_checkpoint(checkpoint_path, "checksum mismatch (truncated or edited)");
-      }
-      if (checkpoint.value("settings", nlohmann::json()) != s.to_json()) {
-        bad_checkpoint(checkpoint_path, "it was written with different settings: " + checkpoint["settings"].dump());
-      }
-      run_seed = checkpoint["seed"].get<std::uint64_t>();
-      std::printf("resuming from %s at step %lld\n", checkpoint_path.c_str(),
-                  static_cast<long long>(checkpoint["next_step"].get<std::int64_t>()));
+      run_seed = checkpoint.seed;
+      std::printf("resuming from %s at step %llu\n", checkpoint_path.c_str(),
+                  static_cast<unsigned long long>(checkpoint.next_step));
     } else if (resume) {
       std::printf("no checkpoint at %s yet: starting a new run\n", checkpoint_path.c_str());
     }
@@ -213,23 +232,24 @@ int main(int argc, char** argv) {
     // checkpoint: the steps it holds beyond it were charged, so they stay charged.
     dpsgd::PrivacyLedger ledger;
     if (resuming) {
-      ledger = std::filesystem::exists(ledger_path) ? dpsgd::PrivacyLedger::load(ledger_path)
-                                                    : dpsgd::PrivacyLedger::from_json(checkpoint.at("ledger"));
+      ledger = std::filesystem::exists(ledger_path) ? dpsgd::PrivacyLedger::load(ledger_path) : checkpoint.ledger;
+      // The checkpoint's steps were all charged; a ledger file behind it was not written by this run.
+      if (ledger.next_step() < checkpoint.ledger.next_step())
+        bad_checkpoint(checkpoint_path, "its ledger file " + ledger_path + " holds fewer steps than the checkpoint");
     }
     if (!ledger_path.empty()) ledger.persist_to(ledger_path);
     std::vector<EvalPoint> history;
     auto optimizer = std::make_unique<dpsgd::Momentum<float>>(s.learning_rate, s.momentum);
     dpsgd::DpSgd<float> dp(config, std::move(optimizer), run_seed + 1, &ledger);
     if (resuming) {
-      const auto params = checkpoint["params"].get<std::vector<float>>();
-      if (static_cast<std::int64_t>(params.size()) != model.num_parameters())
+      if (static_cast<std::int64_t>(checkpoint.params.size()) != model.num_parameters())
         bad_checkpoint(checkpoint_path, "parameter count differs");
-      std::copy(params.begin(), params.end(), model.parameters().begin());
-      dp.optimizer().set_state(checkpoint["optimizer"].get<std::vector<double>>());
-      for (const auto& e : checkpoint["history"]) history.push_back({e[0], e[1], e[2]});
+      std::copy(checkpoint.params.begin(), checkpoint.params.end(), model.parameters().begin());
+      dp.optimizer().set_state(checkpoint.optimizer_state);
+      history = history_from_json(checkpoint.extra, checkpoint_path);
       // Steps charged after the checkpoint were lost with the crash, but their noise may not be
       // reused: continue after the last charged step, and stop at the planned total.
-      dp.resume_at(std::max<std::uint64_t>(checkpoint["next_step"].get<std::uint64_t>(), ledger.next_step()));
+      dp.resume_at(std::max<std::uint64_t>(checkpoint.next_step, ledger.next_step()));
     }
     std::printf("fashion_mnist: %s, %lld parameters, N=%lld, q=%.5f, capacity %lld, %lld steps, sigma=%.4f, C=%g%s\n",
                 s.model.c_str(), static_cast<long long>(model.num_parameters()), static_cast<long long>(n), q,
@@ -239,18 +259,16 @@ int main(int argc, char** argv) {
 
     const auto save_checkpoint = [&]() {
       if (checkpoint_path.empty()) return;
-      nlohmann::json payload = {{"format", "dpsgd.fashion_mnist.checkpoint"},
-                                {"version", 1},
-                                {"settings", s.to_json()},
-                                {"seed", run_seed},
-                                {"next_step", dp.next_step()},
-                                {"params", std::vector<float>(model.parameters().begin(), model.parameters().end())},
-                                {"optimizer", dp.optimizer().state()},
-                                {"ledger", ledger.to_json()},
-                                {"history", nlohmann::json::array()}};
-      for (const auto& e : history) payload["history"].push_back({e.step, e.accuracy, e.epsilon});
-      payload["checksum"] = dpsgd::fnv1a64_checksum(payload.dump());
-      dpsgd::write_file_atomically(checkpoint_path, payload.dump());
+      dpsgd::TrainingCheckpoint state;
+      state.format = kCheckpointFormat;
+      state.settings = s.to_json();
+      state.seed = run_seed;
+      state.next_step = dp.next_step();
+      state.params.assign(model.parameters().begin(), model.parameters().end());
+      state.optimizer_state = dp.optimizer().state();
+      state.ledger = ledger;
+      state.extra = history_to_json(history);
+      dpsgd::save_checkpoint(checkpoint_path, state);
     };
     const auto epsilon_now = [&](dpsgd::AccountantKind kind) {
       if (s.no_privacy) return std::numeric_limits<double>::infinity();

@@ -3,6 +3,8 @@
 
 #include "dpsgd/accounting/accountant.hpp"
 #include "dpsgd/accounting/privacy_ledger.hpp"
+#include "dpsgd/audit/canary_auditor.hpp"
+#include "dpsgd/audit/gradient_canary_audit.hpp"
 #include "dpsgd/clipping/clip_config.hpp"
 #include "dpsgd/clipping/clip_factors.hpp"
 #include "dpsgd/clipping/dense_clipping.hpp"
@@ -13,6 +15,7 @@
 #include "dpsgd/noise/gaussian_noise.hpp"
 #include "dpsgd/noise/philox.hpp"
 #include "dpsgd/noise/secure_seed.hpp"
+#include "dpsgd/optim/checkpoint.hpp"
 #include "dpsgd/optim/dp_sgd.hpp"
 #include "dpsgd/optim/optimizer.hpp"
 #include "dpsgd/sampling/binomial_tail.hpp"
