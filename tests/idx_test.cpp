@@ -67,6 +67,18 @@ TEST_F(IdxFiles, ReadsPlainAndGzipImagesWithLabels) {
   EXPECT_THROW(find_idx_file(dir_.string(), "nothing"), IoError);
 }
 
+// A 16-byte file whose header claims 2^34 values (16 GiB) must be refused as truncated without
+// allocating what the header claims: memory grows only with the bytes actually read.
+TEST_F(IdxFiles, HugeHeaderClaimFailsWithoutAllocatingIt) {
+  const std::string path = write("huge", idx_bytes(0x08, {65536, 65536, 4}, {1, 2, 3}));
+  try {
+    read_idx(path);
+    FAIL() << "a truncated file was accepted";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(IdxFiles, RefusesBrokenFiles) {
   const std::string good = idx_bytes(0x08, {2, 2, 2}, std::vector<std::uint8_t>(8, 1));
   EXPECT_THROW(read_idx((dir_ / "missing").string()), IoError);

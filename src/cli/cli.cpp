@@ -1,4 +1,6 @@
-// build/bin/dpsgd: the accountant on the command line (epsilon, delta, calibrate, plan), text or JSON.
+// The dpsgd command line (epsilon, delta, calibrate, plan; text or JSON) as a function over argument strings.
+#include "cli.hpp"
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -114,12 +116,8 @@ nlohmann::json base_json(const CommonFlags& flags, double q, std::int64_t steps,
   return out;
 }
 
-void print(const nlohmann::json& out, bool json, const std::string& text) {
-  if (json) {
-    std::cout << out.dump() << "\n";
-  } else {
-    std::cout << text << "\n";
-  }
+void print(std::ostream& stream, const nlohmann::json& out, bool json, const std::string& text) {
+  stream << (json ? out.dump() : text) << "\n";
 }
 
 std::string format(double value) {
@@ -130,7 +128,9 @@ std::string format(double value) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace dpsgd::cli {
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err, bool validate_only) {
   CLI::App app{"dpsgd: privacy accounting for DP-SGD with Poisson sampling (add/remove adjacency)"};
   app.require_subcommand(1);
   CommonFlags flags;
@@ -165,14 +165,16 @@ int main(int argc, char** argv) {
   plan_cmd->add_option("--accountant", flags.accountant, "pld (default, tight) or rdp");
   plan_cmd->add_flag("--json", flags.json, "print one JSON object on stdout");
 
+  std::vector<const char*> argv{"dpsgd"};
+  for (const std::string& arg : args) argv.push_back(arg.c_str());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(argv.size()), argv.data());
   } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
+    return app.exit(e, out, err);
   } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
+    return app.exit(e, out, err);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    err << "error: " << e.what() << "\n";
     return 2;
   }
 
@@ -185,15 +187,16 @@ int main(int argc, char** argv) {
       check_steps(flags.steps);
       check_delta(flags.delta);
       truncation_of(flags, n, b);
+      if (validate_only) return 0;
       const auto steps = static_cast<std::int64_t>(flags.steps);
       const dpsgd::TrainingPhase phase{flags.sampling_rate, flags.noise_multiplier, steps, n, b};
       const double epsilon =
           dpsgd::compute_epsilon(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.delta, options);
-      nlohmann::json out = base_json(flags, flags.sampling_rate, steps, n, b);
-      out["noise_multiplier"] = flags.noise_multiplier;
-      out["delta"] = flags.delta;
-      out["epsilon"] = std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr);
-      print(out, flags.json,
+      nlohmann::json result = base_json(flags, flags.sampling_rate, steps, n, b);
+      result["noise_multiplier"] = flags.noise_multiplier;
+      result["delta"] = flags.delta;
+      result["epsilon"] = std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr);
+      print(out, result, flags.json,
             "epsilon = " + (std::isfinite(epsilon) ? format(epsilon) : std::string("inf")) +
                 " at delta = " + format(flags.delta) + " (" + flags.accountant + ")");
     } else if (app.got_subcommand(delta_cmd)) {
@@ -202,15 +205,16 @@ int main(int argc, char** argv) {
       check_steps(flags.steps);
       check_epsilon(flags.epsilon);
       truncation_of(flags, n, b);
+      if (validate_only) return 0;
       const auto steps = static_cast<std::int64_t>(flags.steps);
       const dpsgd::TrainingPhase phase{flags.sampling_rate, flags.noise_multiplier, steps, n, b};
       const double delta =
           dpsgd::compute_delta(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.epsilon, options);
-      nlohmann::json out = base_json(flags, flags.sampling_rate, steps, n, b);
-      out["noise_multiplier"] = flags.noise_multiplier;
-      out["epsilon"] = flags.epsilon;
-      out["delta"] = delta;
-      print(out, flags.json,
+      nlohmann::json result = base_json(flags, flags.sampling_rate, steps, n, b);
+      result["noise_multiplier"] = flags.noise_multiplier;
+      result["epsilon"] = flags.epsilon;
+      result["delta"] = delta;
+      print(out, result, flags.json,
             "delta = " + format(delta) + " at epsilon = " + format(flags.epsilon) + " (" + flags.accountant + ")");
     } else if (app.got_subcommand(cal_cmd)) {
       check_sampling_rate(flags.sampling_rate);
@@ -218,17 +222,19 @@ int main(int argc, char** argv) {
       check_delta(flags.delta);
       check_epsilon(flags.epsilon);
       truncation_of(flags, n, b);
+      if (validate_only) return 0;
       const auto steps = static_cast<std::int64_t>(flags.steps);
       const double sigma =
           dpsgd::calibrate_noise_multiplier(flags.sampling_rate, steps, flags.epsilon, flags.delta, options, n, b);
       const dpsgd::TrainingPhase phase{flags.sampling_rate, sigma, steps, n, b};
-      nlohmann::json out = base_json(flags, flags.sampling_rate, steps, n, b);
-      out["noise_multiplier"] = sigma;
-      out["epsilon"] = dpsgd::compute_epsilon(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.delta, options);
-      out["target_epsilon"] = flags.epsilon;
-      out["delta"] = flags.delta;
-      print(out, flags.json,
-            "noise_multiplier = " + format(sigma) + " gives epsilon = " + format(out["epsilon"].get<double>()) +
+      nlohmann::json result = base_json(flags, flags.sampling_rate, steps, n, b);
+      result["noise_multiplier"] = sigma;
+      result["epsilon"] =
+          dpsgd::compute_epsilon(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.delta, options);
+      result["target_epsilon"] = flags.epsilon;
+      result["delta"] = flags.delta;
+      print(out, result, flags.json,
+            "noise_multiplier = " + format(sigma) + " gives epsilon = " + format(result["epsilon"].get<double>()) +
                 " <= " + format(flags.epsilon) + " at delta = " + format(flags.delta) + " (" + flags.accountant + ")");
     } else {
       check_epsilon(flags.epsilon);
@@ -241,10 +247,15 @@ int main(int argc, char** argv) {
       if (truncation_target && !(*truncation_target > 0.0 && *truncation_target < 1.0)) {
         usage_error("--truncation-probability", "in (0, 1)", *truncation_target);
       }
+      for (const double batch : batch_sizes) {
+        if (!(std::isfinite(batch) && batch >= 1.0 && batch <= plan_dataset))
+          usage_error("--batch-sizes", "in [1, dataset size]", batch);
+      }
+      if (validate_only) return 0;
       const auto dataset = static_cast<std::int64_t>(plan_dataset);
-      nlohmann::json out = {{"dataset_size", dataset},        {"epsilon", flags.epsilon},
-                            {"delta", flags.delta},           {"epochs", epochs},
-                            {"accountant", flags.accountant}, {"plans", nlohmann::json::array()}};
+      nlohmann::json result = {{"dataset_size", dataset},        {"epsilon", flags.epsilon},
+                               {"delta", flags.delta},           {"epochs", epochs},
+                               {"accountant", flags.accountant}, {"plans", nlohmann::json::array()}};
       std::ostringstream table;
       table << "dataset " << dataset << ", epsilon " << format(flags.epsilon) << " at delta " << format(flags.delta)
             << ", " << format(epochs) << " epochs (" << flags.accountant << ", truncated Poisson sampling)\n";
@@ -253,8 +264,6 @@ int main(int argc, char** argv) {
                     "noise_multiplier", "sigma/batch", "capacity", "P[trunc]/step");
       table << line;
       for (const double batch : batch_sizes) {
-        if (!(std::isfinite(batch) && batch >= 1.0 && batch <= plan_dataset))
-          usage_error("--batch-sizes", "in [1, dataset size]", batch);
         const double q = batch / plan_dataset;
         const auto steps = static_cast<std::int64_t>(std::ceil(epochs * plan_dataset / batch));
         // Default capacity: truncation charges (1 + e^eps) T Pr[overflow] to delta; keep that at 1% of delta.
@@ -265,13 +274,13 @@ int main(int argc, char** argv) {
         const std::int64_t cap = std::min<std::int64_t>(capacity.capacity, dataset);
         const double sigma = dpsgd::calibrate_noise_multiplier(q, steps, flags.epsilon, flags.delta, options,
                                                                cap < dataset ? dataset : 0, cap < dataset ? cap : 0);
-        out["plans"].push_back({{"batch_size", batch},
-                                {"sampling_rate", q},
-                                {"steps", steps},
-                                {"noise_multiplier", sigma},
-                                {"noise_batch_ratio", sigma / batch},
-                                {"capacity", cap},
-                                {"truncation_probability", capacity.truncation_probability}});
+        result["plans"].push_back({{"batch_size", batch},
+                                   {"sampling_rate", q},
+                                   {"steps", steps},
+                                   {"noise_multiplier", sigma},
+                                   {"noise_batch_ratio", sigma / batch},
+                                   {"capacity", cap},
+                                   {"truncation_probability", capacity.truncation_probability}});
         std::snprintf(line, sizeof(line), "%10.0f %13.6g %10lld %16.6g %12.4g %10lld %14.3g\n", batch, q,
                       static_cast<long long>(steps), sigma, sigma / batch, static_cast<long long>(cap),
                       capacity.truncation_probability);
@@ -279,17 +288,19 @@ int main(int argc, char** argv) {
       }
       std::string text = table.str();
       text.pop_back();
-      print(out, flags.json, text);
+      print(out, result, flags.json, text);
     }
   } catch (const UsageError& e) {
-    std::cerr << "error: " << e.message << "\n";
+    err << "error: " << e.message << "\n";
     return 2;
   } catch (const dpsgd::InvalidArgument& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    err << "error: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    err << "error: " << e.what() << "\n";
     return 1;
   }
   return 0;
 }
+
+}  // namespace dpsgd::cli

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Crash test of fashion_mnist: SIGKILL a checkpointing run at random moments several times, resume
+# after each kill, and check that the run completes, the epsilon it reports covers every step it
+# planned (the ledger is written before each update, so a crash can only over-count), every
+# checkpoint left behind loads, and a truncated or edited checkpoint is refused with exit status 2.
+# Usage: kill_resume_test.sh FASHION_MNIST_BINARY DPSGD_CLI WORK_DIR
+set -euo pipefail
+binary=$1 cli=$2 work=$3
+rm -rf "$work" && mkdir -p "$work"
+RANDOM=20261122  # fixed seed for the kill times: the test is reproducible
+common=(--train-subset 3000 --test-subset 300 --epochs 3 --batch-size 100 --seed 5 --epsilon 2
+        --checkpoint "$work/ckpt.json" --checkpoint-every 1 --metrics-out "$work/metrics.json")
+fail() { echo "kill_resume_test: FAILED: $*" >&2; exit 1; }
+
+kills=0
+for round in 1 2 3 4 5 6; do
+  "$binary" "${common[@]}" --resume >"$work/run$round.log" 2>&1 &
+  pid=$!
+  # Kill between 0.5 and 3.5 s in: during calibration, training steps and checkpoint writes.
+  sleep "$(( RANDOM % 3 )).$(( RANDOM % 10 ))" && sleep 0.5
+  if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
+  wait "$pid" 2>/dev/null && status=0 || status=$?
+  # Killed (137) or already finished (0); anything else (2: a refused checkpoint) is a failure.
+  if [ "$status" -ne 137 ] && [ "$status" -ne 0 ]; then
+    cat "$work/run$round.log" >&2
+    fail "round $round exited with status $status"
+  fi
+  grep -h "resuming from" "$work/run$round.log" || true
+done
+echo "kill_resume_test: $kills runs killed with SIGKILL"
+[ "$kills" -ge 3 ] || fail "only $kills kills landed; the run is too fast for this test"
+
+"$binary" "${common[@]}" --resume >"$work/final.log" 2>&1 || { cat "$work/final.log" >&2; fail "the final resume failed"; }
+grep -q "test accuracy:" "$work/final.log" || fail "the final run did not finish"
+
+# The reported epsilon covers every planned step: recompute it for exactly those steps.
+json_value() { sed -n "s/^ *\"$1\": *\([^,]*\),\{0,1\}$/\1/p" "$2" | head -1; }
+steps=$(json_value steps "$work/metrics.json")
+sigma=$(json_value noise_multiplier "$work/metrics.json")
+epsilon=$(json_value epsilon "$work/metrics.json")
+capacity=$(sed -n 's/.*capacity \([0-9]*\),.*/\1/p' "$work/final.log" | head -1)
+[ -n "$steps" ] && [ -n "$sigma" ] && [ -n "$epsilon" ] && [ -n "$capacity" ] || fail "could not read the run's metrics"
+q=$(awk 'BEGIN { printf "%.17g", 100 / 3000 }')
+expected=$("$cli" epsilon --sampling-rate "$q" --noise-multiplier "$sigma" --steps "$steps" --delta 1e-5 \
+  --dataset-size 3000 --batch-size "$capacity" --json | sed 's/.*"epsilon":\([^,}]*\).*/\1/')
+awk -v r="$epsilon" -v p="$expected" 'BEGIN { exit !(r + 0 >= p - 1e-9) }' ||
+  fail "reported epsilon $epsilon is below the epsilon of the $steps planned steps ($expected)"
+echo "kill_resume_test: reported epsilon $epsilon >= $expected, the epsilon of all $steps planned steps"
+charged=$(grep '"steps":' "$work/ckpt.json.ledger.json" | sed 's/[^0-9]//g' | awk '{ s += $1 } END { print s + 0 }')
+[ "$charged" -ge "$steps" ] || fail "the ledger charged $charged steps, fewer than the $steps planned"
+echo "kill_resume_test: the ledger charged $charged steps for $steps planned"
+
+# A truncated or edited checkpoint is refused with a clear error and exit status 2.
+cp "$work/ckpt.json" "$work/good.json"
+head -c "$(( $(wc -c <"$work/good.json") / 2 ))" "$work/good.json" >"$work/ckpt.json"
+set +e
+"$binary" "${common[@]}" --resume >"$work/truncated.log" 2>&1; status=$?
+set -e
+[ "$status" -eq 2 ] && grep -q "refused" "$work/truncated.log" || { cat "$work/truncated.log" >&2; fail "a truncated checkpoint was not refused (status $status)"; }
+sed 's/"seed":5/"seed":6/' "$work/good.json" >"$work/ckpt.json"
+cmp -s "$work/good.json" "$work/ckpt.json" && fail "the edit did not change the checkpoint"
+set +e
+"$binary" "${common[@]}" --resume >"$work/edited.log" 2>&1; status=$?
+set -e
+[ "$status" -eq 2 ] && grep -q "checksum" "$work/edited.log" || { cat "$work/edited.log" >&2; fail "an edited checkpoint was not refused (status $status)"; }
+echo "kill_resume_test: truncated and edited checkpoints refused: $(grep -h refused "$work/edited.log")"
+echo "kill_resume_test: passed"
