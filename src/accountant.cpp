@@ -26,6 +26,11 @@ std::vector<GaussianPhase> mechanisms(std::span<const TrainingPhase> phases) {
   return result;
 }
 
+void validate_kind(AccountantKind kind) {
+  DPSGD_CHECK_ARG(kind == AccountantKind::kPld || kind == AccountantKind::kRdp,
+                  "options.kind must be AccountantKind::kPld or kRdp, got " << static_cast<int>(kind));
+}
+
 double untruncated_epsilon(std::span<const GaussianPhase> phases, double delta, const AccountantOptions& options) {
   if (options.kind == AccountantKind::kRdp)
     return rdp_to_epsilon(default_rdp_orders(), rdp_of_phases(phases), delta).value;
@@ -77,6 +82,7 @@ double truncation_probability(std::span<const TrainingPhase> phases) {
 
 double compute_epsilon(std::span<const TrainingPhase> phases, double delta, const AccountantOptions& options) {
   validate_delta(delta);
+  validate_kind(options.kind);
   const std::vector<GaussianPhase> base = mechanisms(phases);
   const double eta = truncation_probability(phases);
   if (eta == 0.0) return untruncated_epsilon(base, delta, options);
@@ -99,6 +105,7 @@ double compute_epsilon(std::span<const TrainingPhase> phases, double delta, cons
 
 double compute_delta(std::span<const TrainingPhase> phases, double epsilon, const AccountantOptions& options) {
   validate_epsilon(epsilon);
+  validate_kind(options.kind);
   const std::vector<GaussianPhase> base = mechanisms(phases);
   const double eta = truncation_probability(phases);
   return std::min(1.0, untruncated_delta(base, epsilon, options) + (1.0 + std::exp(epsilon)) * eta);

@@ -121,6 +121,8 @@ double subsampled_gaussian_delta(double sampling_rate, double noise_multiplier, 
                                  PldDirection direction) {
   validate_phase(GaussianPhase{sampling_rate, noise_multiplier, 1}, 0);
   DPSGD_CHECK_ARG(!std::isnan(epsilon), "epsilon must not be NaN");
+  DPSGD_CHECK_ARG(direction == PldDirection::kRemove || direction == PldDirection::kAdd,
+                  "direction must be PldDirection::kRemove or kAdd, got " << static_cast<int>(direction));
   if (sampling_rate == 0.0) return 0.0;
   return static_cast<double>(SubsampledGaussian{sampling_rate, noise_multiplier, direction}.delta(epsilon));
 }

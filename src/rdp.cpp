@@ -80,8 +80,10 @@ void check_curve(std::span<const double> orders, std::span<const double> rdp) {
   DPSGD_CHECK_ARG(orders.size() == rdp.size(),
                   "orders.size() = " << orders.size() << " must equal rdp.size() = " << rdp.size());
   for (std::size_t k = 0; k < orders.size(); ++k) {
-    DPSGD_CHECK_ARG(orders[k] >= 1.0 && !std::isnan(orders[k]), "orders[" << k << "] must be >= 1, got " << orders[k]);
-    DPSGD_CHECK_ARG(!std::isnan(rdp[k]), "rdp[" << k << "] must not be NaN");
+    DPSGD_CHECK_ARG(std::isfinite(orders[k]) && orders[k] >= 1.0,
+                    "orders[" << k << "] must be finite and >= 1, got " << orders[k]);
+    // +inf is a valid RDP value (no bound at that order); NaN and negative values are not.
+    DPSGD_CHECK_ARG(rdp[k] >= 0.0, "rdp[" << k << "] must be >= 0 (or +inf), got " << rdp[k]);
   }
 }
 
@@ -101,7 +103,7 @@ const std::vector<double>& default_rdp_orders() {
 double rdp_poisson_subsampled_gaussian(double q, double sigma, double alpha) {
   DPSGD_CHECK_ARG(std::isfinite(q) && q >= 0.0 && q <= 1.0, "sampling_rate must be in [0, 1], got " << q);
   DPSGD_CHECK_ARG(std::isfinite(sigma) && sigma >= 0.0, "noise_multiplier must be finite and >= 0, got " << sigma);
-  DPSGD_CHECK_ARG(alpha > 1.0 && !std::isnan(alpha), "order must be > 1, got " << alpha);
+  DPSGD_CHECK_ARG(std::isfinite(alpha) && alpha > 1.0, "order must be finite and > 1, got " << alpha);
   if (q == 0.0) return 0.0;
   if (std::isinf(alpha) || sigma == 0.0) return kInf;
   if (q == 1.0) return alpha / (2.0 * sigma * sigma);
