@@ -130,12 +130,10 @@ void PrivacyLedger::save(const std::string& path) const { write_file_atomically(
 
 PrivacyLedger PrivacyLedger::load(const std::string& path) {
   const std::string text = read_file(path);
-  nlohmann::json document;
-  try {
-    document = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    corrupt(path + " is not valid JSON (" + e.what() + ")");
-  }
+  // Non-throwing parse: besides syntax errors, nlohmann throws out_of_range for numbers like 1e999
+  // (found by fuzz/fuzz_ledger), and every failure must surface as FormatError.
+  const nlohmann::json document = nlohmann::json::parse(text, nullptr, false);
+  if (document.is_discarded()) corrupt(path + " is not valid JSON (truncated, or not a ledger)");
   try {
     return from_json(document);
   } catch (const FormatError& e) {

@@ -88,6 +88,10 @@ TEST_F(LedgerFiles, RefusesTruncatedEditedAndForeignFiles) {
   EXPECT_THROW(PrivacyLedger::load(write("edited.json", edited)), FormatError);
   EXPECT_THROW(PrivacyLedger::load(write("empty.json", "")), FormatError);
   EXPECT_THROW(PrivacyLedger::load(write("array.json", "[1, 2]")), FormatError);
+  // Found by fuzz/fuzz_ledger: a number beyond double made the JSON parser throw out_of_range,
+  // which escaped as a nlohmann exception instead of FormatError.
+  EXPECT_THROW(PrivacyLedger::load(write("overflow.json", "{\"next_step\": 1e999999}")), FormatError);
+  EXPECT_THROW(PrivacyLedger::load(write("overflow2.json", "444444e44444444444")), FormatError);
   nlohmann::json wrong_version = ledger.to_json();
   wrong_version["version"] = 2;
   EXPECT_THROW(PrivacyLedger::load(write("version.json", wrong_version.dump())), FormatError);
