@@ -6,6 +6,7 @@
 #include <climits>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "dpsgd/core/error.hpp"
 
@@ -31,39 +32,41 @@ inline int blas_int(std::int64_t value, const char* what) {
 
 namespace dpsgd::cuda::detail {
 
-// Column-major C = alpha op(A) op(B) + beta C, as cuBLAS defines it; sizes are range-checked.
-inline void gemm(cublasHandle_t handle, cublasOperation_t trans_a, cublasOperation_t trans_b, std::int64_t m,
-                 std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda, const float* b,
-                 std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
-  DPSGD_CUBLAS_CHECK(cublasSgemm(handle, trans_a, trans_b, blas_int(m, "m"), blas_int(n, "n"), blas_int(k, "k"), &alpha,
-                                 a, blas_int(lda, "lda"), b, blas_int(ldb, "ldb"), &beta, c, blas_int(ldc, "ldc")));
-}
-inline void gemm(cublasHandle_t handle, cublasOperation_t trans_a, cublasOperation_t trans_b, std::int64_t m,
-                 std::int64_t n, std::int64_t k, double alpha, const double* a, std::int64_t lda, const double* b,
-                 std::int64_t ldb, double beta, double* c, std::int64_t ldc) {
-  DPSGD_CUBLAS_CHECK(cublasDgemm(handle, trans_a, trans_b, blas_int(m, "m"), blas_int(n, "n"), blas_int(k, "k"), &alpha,
-                                 a, blas_int(lda, "lda"), b, blas_int(ldb, "ldb"), &beta, c, blas_int(ldc, "ldc")));
+// Column-major C = alpha op(A) op(B) + beta C, as cuBLAS defines it, for float (Sgemm) or double
+// (Dgemm); sizes are range-checked.
+template <typename Scalar>
+void gemm(cublasHandle_t handle, cublasOperation_t trans_a, cublasOperation_t trans_b, std::int64_t m, std::int64_t n,
+          std::int64_t k, Scalar alpha, const Scalar* a, std::int64_t lda, const Scalar* b, std::int64_t ldb,
+          Scalar beta, Scalar* c, std::int64_t ldc) {
+  const auto call = [&](auto blas_gemm, const char* name) {
+    check_cublas(blas_gemm(handle, trans_a, trans_b, blas_int(m, "m"), blas_int(n, "n"), blas_int(k, "k"), &alpha, a,
+                           blas_int(lda, "lda"), b, blas_int(ldb, "ldb"), &beta, c, blas_int(ldc, "ldc")),
+                 name, __FILE__, __LINE__);
+  };
+  if constexpr (std::is_same_v<Scalar, float>) {
+    call(cublasSgemm, "cublasSgemm");
+  } else {
+    call(cublasDgemm, "cublasDgemm");
+  }
 }
 
-inline void gemm_strided_batched(cublasHandle_t handle, cublasOperation_t trans_a, cublasOperation_t trans_b,
-                                 std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
-                                 std::int64_t lda, std::int64_t stride_a, const float* b, std::int64_t ldb,
-                                 std::int64_t stride_b, float beta, float* c, std::int64_t ldc, std::int64_t stride_c,
-                                 std::int64_t count) {
-  DPSGD_CUBLAS_CHECK(cublasSgemmStridedBatched(handle, trans_a, trans_b, blas_int(m, "m"), blas_int(n, "n"),
-                                               blas_int(k, "k"), &alpha, a, blas_int(lda, "lda"), stride_a, b,
-                                               blas_int(ldb, "ldb"), stride_b, &beta, c, blas_int(ldc, "ldc"), stride_c,
-                                               blas_int(count, "batch count")));
-}
-inline void gemm_strided_batched(cublasHandle_t handle, cublasOperation_t trans_a, cublasOperation_t trans_b,
-                                 std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
-                                 std::int64_t lda, std::int64_t stride_a, const double* b, std::int64_t ldb,
-                                 std::int64_t stride_b, double beta, double* c, std::int64_t ldc, std::int64_t stride_c,
-                                 std::int64_t count) {
-  DPSGD_CUBLAS_CHECK(cublasDgemmStridedBatched(handle, trans_a, trans_b, blas_int(m, "m"), blas_int(n, "n"),
-                                               blas_int(k, "k"), &alpha, a, blas_int(lda, "lda"), stride_a, b,
-                                               blas_int(ldb, "ldb"), stride_b, &beta, c, blas_int(ldc, "ldc"), stride_c,
-                                               blas_int(count, "batch count")));
+// The same for `count` independent products whose operands lie `stride_*` elements apart.
+template <typename Scalar>
+void gemm_strided_batched(cublasHandle_t handle, cublasOperation_t trans_a, cublasOperation_t trans_b, std::int64_t m,
+                          std::int64_t n, std::int64_t k, Scalar alpha, const Scalar* a, std::int64_t lda,
+                          std::int64_t stride_a, const Scalar* b, std::int64_t ldb, std::int64_t stride_b, Scalar beta,
+                          Scalar* c, std::int64_t ldc, std::int64_t stride_c, std::int64_t count) {
+  const auto call = [&](auto blas_gemm, const char* name) {
+    check_cublas(blas_gemm(handle, trans_a, trans_b, blas_int(m, "m"), blas_int(n, "n"), blas_int(k, "k"), &alpha, a,
+                           blas_int(lda, "lda"), stride_a, b, blas_int(ldb, "ldb"), stride_b, &beta, c,
+                           blas_int(ldc, "ldc"), stride_c, blas_int(count, "batch count")),
+                 name, __FILE__, __LINE__);
+  };
+  if constexpr (std::is_same_v<Scalar, float>) {
+    call(cublasSgemmStridedBatched, "cublasSgemmStridedBatched");
+  } else {
+    call(cublasDgemmStridedBatched, "cublasDgemmStridedBatched");
+  }
 }
 
 }  // namespace dpsgd::cuda::detail
