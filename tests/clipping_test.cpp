@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -183,6 +184,57 @@ TEST(ClipAndAccumulate, BitIdenticalForOneAndTwoThreads) {
   clip_and_accumulate<float>(rows, mask, ClipConfig::flat(1.0), two);
   omp_set_num_threads(saved);
   EXPECT_EQ(one, two);
+}
+
+TEST(ClipAndAccumulate, FusedPathMatchesTwoPassWithPaddingAndNonFiniteRows) {
+  // Rows of 1.2 MB: three rows per 4 MiB block, so 10 rows make four blocks, the last partial.
+  // clip_and_accumulate itself takes the fused path only from 32 MiB; it is called directly here.
+  constexpr Eigen::Index kBatch = 10, kWidth = 300001;
+  std::mt19937_64 rng(77);
+  RowMajorMatrix<float> rows = test::random_rows(rng, kBatch, kWidth).cast<float>();
+  rows(2, 123456) = std::numeric_limits<float>::quiet_NaN();
+  rows(7, 5) = std::numeric_limits<float>::infinity();
+  rows.row(4) *= 1e-4f;  // under the clip norm: factor 1
+  std::vector<std::uint8_t> mask{1, 1, 1, 0, 1, 1, 1, 1, 0, 1};
+  rows(3, 0) = std::numeric_limits<float>::quiet_NaN();  // padding: never read
+  const ClipConfig config = ClipConfig::flat(2.0);
+  ASSERT_FALSE(detail::use_fused_clip<float>(rows, config)) << "the reference below must be the two-pass path";
+  std::vector<float> two_pass(kWidth, 0.0f), fused_one(kWidth, 0.0f), fused_two(kWidth, 0.0f);
+  const ClipFactors expected = clip_and_accumulate<float>(rows, mask, config, two_pass);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const ClipFactors one = detail::fused_clip_and_accumulate<float>(rows, mask, config, fused_one);
+  omp_set_num_threads(2);
+  const ClipFactors two = detail::fused_clip_and_accumulate<float>(rows, mask, config, fused_two);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(fused_one, fused_two);
+  EXPECT_EQ(one.stats.num_examples, expected.stats.num_examples);
+  EXPECT_EQ(one.stats.num_clipped, expected.stats.num_clipped);
+  EXPECT_EQ(one.stats.num_nonfinite, 2);
+  ASSERT_EQ(one.stats.norms.size(), expected.stats.norms.size());
+  for (Eigen::Index i = 0; i < kBatch; ++i) {
+    const double want = expected.stats.norms[static_cast<std::size_t>(i)];
+    const double got = one.stats.norms[static_cast<std::size_t>(i)];
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(got)) << i;
+    } else {
+      EXPECT_NEAR(got, want, 1e-6 * want) << i;
+    }
+    EXPECT_NEAR(one.factors(i, 0), expected.factors(i, 0), 1e-6 * expected.factors(i, 0)) << i;
+  }
+  double worst = 0.0;
+  for (Eigen::Index j = 0; j < kWidth; ++j) {
+    ASSERT_TRUE(std::isfinite(fused_one[j])) << j;
+    worst = std::max(worst, static_cast<double>(std::abs(fused_one[j] - two_pass[j])));
+  }
+  EXPECT_LT(worst, 1e-5);
+}
+
+TEST(ClipAndAccumulate, LargeFlatMatricesTakeTheFusedPath) {
+  const RowMajorMatrix<float> big(1024, 10000), small(64, 10000);
+  EXPECT_TRUE(detail::use_fused_clip<float>(big, ClipConfig::flat(1.0)));
+  EXPECT_FALSE(detail::use_fused_clip<float>(small, ClipConfig::flat(1.0)));
+  EXPECT_FALSE(detail::use_fused_clip<float>(big, ClipConfig::per_group({1.0, 1.0})));
 }
 
 TEST(ClipAndAccumulate, SquaredNormsAddAcrossBlocks) {

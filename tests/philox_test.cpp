@@ -1,8 +1,10 @@
 // Tests of the shared Philox4x32-10 generator and the bits-to-Gaussian transform.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
+#include <vector>
 
 #include "dpsgd/noise/gaussian_transform.hpp"
 #include "dpsgd/noise/philox.hpp"
@@ -62,6 +64,36 @@ TEST(GaussianTransform, BoxMullerOfKnownBits) {
   // The largest radius the transform can produce: the tail reaches 8.57 standard deviations.
   box_muller(PhiloxCounter{{0, 0, 0, 0}}, z0, z1);
   EXPECT_NEAR(z0, std::sqrt(2.0 * 53.0 * std::log(2.0)), 1e-9);
+}
+
+TEST(GaussianTransform, LogAndSinCosAreWithinAFewUlpOfTheCLibrary) {
+  // The branch-free log and sin/cos of box_muller_math.hpp against long-double libm, over the
+  // uniforms' whole range: the extremes 2^-53 and 1 - 2^-53, the range-reduction boundaries
+  // (sqrt(1/2), quadrant edges), and a million points spread over the exponents.
+  std::vector<double> points = {0x1.0p-53,          1.0 - 0x1.0p-53,   0.5,    0.25,    0.75, 0.7071067811865476,
+                                0.7071067811865475, 0.125 + 0x1.0p-53, 1e-300, 0.999999};
+  std::uint64_t state = 12345;
+  for (int i = 0; i < 1000000; ++i) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    points.push_back(
+        uniform_open_from_bits(static_cast<std::uint32_t>(state >> 32), static_cast<std::uint32_t>(state)) *
+        std::ldexp(1.0, -static_cast<int>(i % 50)));
+  }
+  double worst_log_ulps = 0.0, worst_sincos = 0.0;
+  for (double u : points) {
+    const long double exact_log = std::log(static_cast<long double>(u));
+    const double ulp =
+        std::nextafter(std::abs(static_cast<double>(exact_log)), INFINITY) - std::abs(static_cast<double>(exact_log));
+    worst_log_ulps = std::max(worst_log_ulps, static_cast<double>(std::abs(detail::log_positive(u) - exact_log)) / ulp);
+    if (u >= 1.0) continue;
+    double sine, cosine;
+    detail::sincos_two_pi(u, sine, cosine);
+    const long double angle = 6.283185307179586476925286766559L * static_cast<long double>(u);
+    worst_sincos = std::max(worst_sincos, static_cast<double>(std::abs(sine - std::sin(angle))));
+    worst_sincos = std::max(worst_sincos, static_cast<double>(std::abs(cosine - std::cos(angle))));
+  }
+  EXPECT_LE(worst_log_ulps, 2.0);
+  EXPECT_LT(worst_sincos, 4e-16);  // |sin|, |cos| <= 1: about 2 ulp of 1
 }
 
 TEST(GaussianTransform, SecureModeAveragesFourNormals) {

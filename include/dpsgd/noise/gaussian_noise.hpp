@@ -16,28 +16,47 @@ namespace detail {
 // Coordinates per OpenMP work item: even, so every Philox block falls inside one item.
 inline constexpr std::uint64_t kNoiseChunk = 8192;
 
+// Writes the 2 * count standard normals of Philox blocks [first_block, first_block + count) of the
+// stream `key` to out (z0, z1 of each block in turn): box_muller(philox4x32_10(...)) for many blocks
+// at once. An AVX-512 kernel runs where the CPU has AVX-512F/DQ (checked once at run time), a
+// portable one that compilers vectorise elsewhere; both are built without floating-point
+// contraction, so they give the same bits (noise_test checks this).
+void standard_normal_blocks(PhiloxKey philox_key, const NoiseKey& key, std::uint32_t first_block, std::uint32_t count,
+                            double* out);
+// The portable kernel alone, and whether standard_normal_blocks uses the AVX-512 one: for tests and
+// benchmarks that compare the two.
+void portable_standard_normal_blocks(PhiloxKey philox_key, const NoiseKey& key, std::uint32_t first_block,
+                                     std::uint32_t count, double* out);
+bool standard_normal_blocks_use_avx512();
+
 template <typename Scalar>
 void add_noise_to_range(Scalar* values, std::uint64_t begin, std::uint64_t end, std::uint64_t first_coordinate,
                         double stddev, PhiloxKey philox_key, const NoiseKey& key, NoiseMode mode) {
-  if (mode == NoiseMode::kStandard) {
-    std::uint64_t i = begin;
-    // Box-Muller yields values in pairs; a range that starts or ends on an odd coordinate uses one.
-    if (i < end && ((first_coordinate + i) & 1)) {
-      values[i] += static_cast<Scalar>(stddev * standard_normal_at(philox_key, key, first_coordinate + i));
-      ++i;
+  constexpr std::uint64_t kBlocks = 256;
+  double normals[2 * kBlocks];
+  // Coordinate c takes normal c of the stream (standard), or normals 4c .. 4c + 3 (secure); normal n
+  // is half n & 1 of block n >> 1.
+  const std::uint64_t per_coordinate = static_cast<std::uint64_t>(normals_per_coordinate(mode));
+  std::uint64_t c = first_coordinate + begin;
+  const std::uint64_t c_end = first_coordinate + end;
+  while (c < c_end) {
+    const std::uint64_t block = (c * per_coordinate) >> 1;
+    const std::uint64_t last_block = ((c_end * per_coordinate) - 1) >> 1;
+    const std::uint64_t count = last_block - block + 1 < kBlocks ? last_block - block + 1 : kBlocks;
+    standard_normal_blocks(philox_key, key, static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(count),
+                           normals);
+    // Coordinates whose normals all lie in the blocks just computed.
+    const std::uint64_t covered = (2 * (block + count)) / per_coordinate;
+    const std::uint64_t to = covered < c_end ? covered : c_end;
+    const std::uint64_t offset = 2 * block;
+    if (mode == NoiseMode::kSecure) {
+      for (; c < to; ++c) {
+        const double* z = normals + (4 * c - offset);
+        values[c - first_coordinate] += static_cast<Scalar>(stddev * (0.5 * ((z[0] + z[1]) + (z[2] + z[3]))));
+      }
+    } else {
+      for (; c < to; ++c) values[c - first_coordinate] += static_cast<Scalar>(stddev * normals[c - offset]);
     }
-    for (; i + 1 < end; i += 2) {
-      double z0, z1;
-      const auto block = static_cast<std::uint32_t>((first_coordinate + i) >> 1);
-      box_muller(philox4x32_10(noise_counter(key, block), philox_key), z0, z1);
-      values[i] += static_cast<Scalar>(stddev * z0);
-      values[i + 1] += static_cast<Scalar>(stddev * z1);
-    }
-    if (i < end) values[i] += static_cast<Scalar>(stddev * standard_normal_at(philox_key, key, first_coordinate + i));
-    return;
-  }
-  for (std::uint64_t i = begin; i < end; ++i) {
-    values[i] += static_cast<Scalar>(stddev * unit_noise_at(philox_key, key, mode, first_coordinate + i));
   }
 }
 }  // namespace detail

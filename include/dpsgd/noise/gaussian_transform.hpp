@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "dpsgd/core/host_device.hpp"
+#include "dpsgd/noise/box_muller_math.hpp"
 #include "dpsgd/noise/philox.hpp"
 
 namespace dpsgd {
@@ -42,7 +43,7 @@ inline constexpr std::uint64_t kMaxPhiloxBlocksPerStream = std::uint64_t{1} << 3
 // sqrt(2 ln 2^53) = 8.57 standard deviations (probability beyond it: 1e-17).
 DPSGD_HOST_DEVICE double uniform_open_from_bits(std::uint32_t hi, std::uint32_t lo) {
   const std::uint64_t bits = ((static_cast<std::uint64_t>(hi) << 32) | lo) >> 12;
-  return (static_cast<double>(bits) + 0.5) * 0x1.0p-52;
+  return (detail::small_uint_to_double(bits) + 0.5) * 0x1.0p-52;
 }
 
 // The counter of block `block` in the stream of `key`: word 0 is the block index, word 1 the
@@ -52,14 +53,17 @@ DPSGD_HOST_DEVICE PhiloxCounter noise_counter(const NoiseKey& key, std::uint32_t
       {block, key.stream, static_cast<std::uint32_t>(key.step), static_cast<std::uint32_t>(key.step >> 32)}};
 }
 
-// Box-Muller: two independent standard normals from one Philox block.
+// Box-Muller: two independent standard normals from one Philox block. log and sin/cos are the
+// library's own (box_muller_math.hpp), so the vectorised CPU path, the scalar path and the GPU
+// evaluate the same formulas.
 DPSGD_HOST_DEVICE void box_muller(PhiloxCounter bits, double& z0, double& z1) {
   const double u1 = uniform_open_from_bits(bits.v[0], bits.v[1]);
   const double u2 = uniform_open_from_bits(bits.v[2], bits.v[3]);
-  const double radius = sqrt(-2.0 * log(u1));
-  const double angle = 6.283185307179586476925 * u2;
-  z0 = radius * cos(angle);
-  z1 = radius * sin(angle);
+  const double radius = sqrt(-2.0 * detail::log_positive(u1));
+  double sine, cosine;
+  detail::sincos_two_pi(u2, sine, cosine);
+  z0 = radius * cosine;
+  z1 = radius * sine;
 }
 
 // The `index`-th standard normal of the stream (seed derived key, step, stream).
