@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   cmake g++ make                 # toolchain
   libeigen3-dev                  # Eigen 3.4: linear algebra
+  libopenblas-openmp-dev         # OpenBLAS (OpenMP build): the GEMMs behind Eigen's products
   nlohmann-json3-dev             # JSON I/O
   libcli11-dev                   # command-line parsing of the examples and CLI
   zlib1g-dev                     # reading the gzip-compressed IDX files

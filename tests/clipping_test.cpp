@@ -186,13 +186,13 @@ TEST(ClipAndAccumulate, BitIdenticalForOneAndTwoThreads) {
   EXPECT_EQ(one, two);
 }
 
-TEST(ClipAndAccumulate, FusedPathMatchesTwoPassWithPaddingAndNonFiniteRows) {
-  // Rows of 1.2 MB: three rows per 4 MiB block, so 10 rows make four blocks, the last partial.
+void check_fused_against_two_pass(Eigen::Index kWidth) {
+  SCOPED_TRACE(::testing::Message() << "width " << kWidth);
   // clip_and_accumulate itself takes the fused path only from 32 MiB; it is called directly here.
-  constexpr Eigen::Index kBatch = 10, kWidth = 300001;
+  constexpr Eigen::Index kBatch = 10;
   std::mt19937_64 rng(77);
   RowMajorMatrix<float> rows = test::random_rows(rng, kBatch, kWidth).cast<float>();
-  rows(2, 123456) = std::numeric_limits<float>::quiet_NaN();
+  rows(2, kWidth / 2 + 1) = std::numeric_limits<float>::quiet_NaN();
   rows(7, 5) = std::numeric_limits<float>::infinity();
   rows.row(4) *= 1e-4f;  // under the clip norm: factor 1
   std::vector<std::uint8_t> mask{1, 1, 1, 0, 1, 1, 1, 1, 0, 1};
@@ -228,6 +228,13 @@ TEST(ClipAndAccumulate, FusedPathMatchesTwoPassWithPaddingAndNonFiniteRows) {
     worst = std::max(worst, static_cast<double>(std::abs(fused_one[j] - two_pass[j])));
   }
   EXPECT_LT(worst, 1e-5);
+}
+
+TEST(ClipAndAccumulate, FusedPathMatchesTwoPassWithPaddingAndNonFiniteRows) {
+  // Rows of 1.2 MB: one row per 1.5 MiB block, ten blocks. Rows of 400 KB: three rows per block,
+  // four blocks, the last partial. Both pipeline the norms of one block with the sum of the last.
+  check_fused_against_two_pass(300001);
+  check_fused_against_two_pass(100003);
 }
 
 TEST(ClipAndAccumulate, LargeFlatMatricesTakeTheFusedPath) {

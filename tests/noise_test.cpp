@@ -97,6 +97,27 @@ TEST(GaussianNoise, KernelMatchesBoxMullerWithTheCLibrary) {
   EXPECT_LT(worst, 1e-14);
 }
 
+TEST(GaussianNoise, ScaledNoiseEqualsNoiseThenMultiply) {
+  // The DP step's fused pass must give the bits of the two separate passes, in both modes and
+  // with the OpenMP team (300,001 coordinates) or without it.
+  for (NoiseMode mode : {NoiseMode::kStandard, NoiseMode::kSecure}) {
+    for (std::size_t size : {std::size_t{1001}, std::size_t{300001}}) {
+      std::vector<float> separate(size, 0.25f), fused(size, 0.25f);
+      add_gaussian_noise<float>(separate, 1.3, NoiseKey{8, 9, 1}, mode, 5);
+      for (auto& v : separate) v *= 1.0f / 256.0f + 1e-3f;
+      add_scaled_gaussian_noise<float>(fused, 1.3, NoiseKey{8, 9, 1}, mode, 5, 1.0f / 256.0f + 1e-3f);
+      EXPECT_EQ(separate, fused);
+    }
+  }
+  std::vector<double> values(10, 2.0);
+  add_scaled_gaussian_noise<double>(values, 0.0, NoiseKey{}, NoiseMode::kStandard, 0, 0.5);  // no noise: scale only
+  EXPECT_EQ(values, std::vector<double>(10, 1.0));
+  EXPECT_THROW(add_scaled_gaussian_noise<double>(values, 1.0, NoiseKey{}, NoiseMode::kStandard, 0, -1.0),
+               InvalidArgument);
+  EXPECT_THROW(add_scaled_gaussian_noise<double>(values, 1.0, NoiseKey{}, NoiseMode::kStandard, 0, NAN),
+               InvalidArgument);
+}
+
 TEST(GaussianNoise, AddsToExistingValuesAndScalesWithStddev) {
   std::vector<double> base(64, 10.0), unit(64, 0.0), scaled(64, 10.0);
   const NoiseKey key{1, 2, 3};

@@ -91,25 +91,28 @@ void accumulate_clipped_sum(const ConstRowsRef<Scalar>& rows, const Eigen::Ref<c
 }
 
 namespace detail {
-// The fused path works on blocks of rows of about this many bytes: small enough to stay in the
-// two cores' L2 caches between the norm pass and the sum pass, so that each row is read from
-// memory once.
-inline constexpr std::int64_t kFusedBlockBytes = std::int64_t{4} << 20;
+// The fused path works on blocks of rows of about this many bytes. Two blocks are live at once
+// (one being summed, the next being normed), split by columns over the threads: small enough to
+// stay in the cores' L2 caches, so each row is read from memory once.
+inline constexpr std::int64_t kFusedBlockBytes = std::int64_t{3} << 19;  // 1.5 MiB
 // Below this many bytes the matrix stays in cache anyway and the two-pass path is as fast.
 inline constexpr std::int64_t kFusedMinBytes = std::int64_t{32} << 20;
 
 template <typename Scalar>
 bool use_fused_clip(const ConstRowsRef<Scalar>& rows, const ClipConfig& config) {
   const std::int64_t row_bytes = static_cast<std::int64_t>(rows.cols()) * static_cast<std::int64_t>(sizeof(Scalar));
-  return config.num_groups() == 1 && row_bytes <= kFusedBlockBytes &&
+  // Rows up to 24 MiB: a row larger than a block is its own block, and its tiles come back from
+  // the last-level cache instead of L2 (still faster than a second read from memory).
+  return config.num_groups() == 1 && row_bytes <= 16 * kFusedBlockBytes &&
          row_bytes * static_cast<std::int64_t>(rows.rows()) >= kFusedMinBytes;
 }
 
-// Flat clipping in one sweep over blocks of rows: per block, the squared norms by column tile
-// (each thread keeps its tiles), the block's factors, then the clipped sum over the same tiles
-// while the rows are still in cache. A row's norm is the sum of its fixed-size tile partials in
-// tile order and every output tile sums rows in slot order, so the result does not depend on the
-// thread count (it may differ from the two-pass path in the last bits of a norm).
+// Flat clipping in one sweep over blocks of rows, software-pipelined: in step k each thread, for
+// each of its column tiles, takes the squared norms of block k (streaming from memory) and adds the
+// clipped rows of block k - 1 (still in its cache, factors known since step k - 1). A row's norm is
+// the sum of its fixed-size tile partials in tile order and every output tile sums rows in slot
+// order, so the result does not depend on the thread count (it may differ from the two-pass path
+// in the last bits of a norm).
 template <typename Scalar>
 ClipFactors fused_clip_and_accumulate(const ConstRowsRef<Scalar>& rows, std::span<const std::uint8_t> mask,
                                       const ClipConfig& config, std::span<Scalar> sum) {
@@ -120,55 +123,56 @@ ClipFactors fused_clip_and_accumulate(const ConstRowsRef<Scalar>& rows, std::spa
   const Eigen::Index tiles = (width + kSumTileColumns - 1) / kSumTileColumns;
   const Eigen::Index row_bytes = width * static_cast<Eigen::Index>(sizeof(Scalar));
   const Eigen::Index block_rows = std::max<Eigen::Index>(1, kFusedBlockBytes / row_bytes);
-  const auto tile_of = [&](Eigen::Index i, Eigen::Index tile) {
-    const Eigen::Index begin = tile * kSumTileColumns;
-    return Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>(rows.data() + i * rows.outerStride() + begin,
-                                                                     std::min(kSumTileColumns, width - begin));
+  const Eigen::Index blocks = (batch + block_rows - 1) / block_rows;
+  const auto tile_size = [&](Eigen::Index tile) { return std::min(kSumTileColumns, width - tile * kSumTileColumns); };
+  const auto tile_data = [&](Eigen::Index i, Eigen::Index tile) {
+    return rows.data() + i * rows.outerStride() + tile * kSumTileColumns;
   };
   ClipFactors result;
   result.factors = Eigen::MatrixXd::Zero(batch, 1);
   result.stats.norms.reserve(static_cast<std::size_t>(batch));
   Eigen::MatrixXd partial(block_rows, tiles);
   SquaredNorms block_norms(block_rows, 1);
-  ClipFactors block_factors;
   ParallelExceptionTrap trap;
   const bool parallel = worth_parallel(static_cast<long long>(batch) * width) && tiles > 1;
 #pragma omp parallel if (parallel)
-  for (Eigen::Index start = 0; start < batch; start += block_rows) {
-    const Eigen::Index count = std::min(block_rows, batch - start);
+  for (Eigen::Index step = 0; step <= blocks; ++step) {
+    const Eigen::Index norm_start = step * block_rows;  // block `step`, if any
+    const Eigen::Index norm_count = step < blocks ? std::min(block_rows, batch - norm_start) : 0;
+    const Eigen::Index sum_start = (step - 1) * block_rows;  // block `step - 1`, if any
+    const Eigen::Index sum_count = step > 0 ? std::min(block_rows, batch - sum_start) : 0;
 #pragma omp for schedule(static)
     for (Eigen::Index tile = 0; tile < tiles; ++tile) {
-      for (Eigen::Index r = 0; r < count; ++r) {
-        const auto values = tile_of(start + r, tile);
-        partial(r, tile) = row_squared_norm(values.data(), values.size());
+      const Eigen::Index size = tile_size(tile);
+      for (Eigen::Index r = 0; r < norm_count; ++r)
+        partial(r, tile) = row_squared_norm(tile_data(norm_start + r, tile), size);
+      Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>> out(sum.data() + tile * kSumTileColumns, size);
+      for (Eigen::Index r = 0; r < sum_count; ++r) {
+        const double factor = result.factors(sum_start + r, 0);
+        if (factor != 0.0)
+          out += static_cast<Scalar>(factor) *
+                 Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>(tile_data(sum_start + r, tile), size);
       }
     }
+    if (norm_count > 0) {
 #pragma omp single
-    trap.run([&] {
-      for (Eigen::Index r = 0; r < count; ++r) {
-        double total = 0.0;
-        for (Eigen::Index tile = 0; tile < tiles; ++tile) total += partial(r, tile);
-        // A sum of finite tile norms can still overflow: redo the whole row the safe way.
-        if (std::isinf(total)) total = rescaled_squared_norm(rows.data() + (start + r) * rows.outerStride(), width);
-        block_norms(r, 0) = total;
-      }
-      block_factors = compute_clip_factors(block_norms.topRows(count), mask.subspan(start, count), config);
-      result.factors.middleRows(start, count) = block_factors.factors;
-      result.stats.norms.insert(result.stats.norms.end(), block_factors.stats.norms.begin(),
-                                block_factors.stats.norms.end());
-      result.stats.num_examples += block_factors.stats.num_examples;
-      result.stats.num_clipped += block_factors.stats.num_clipped;
-      result.stats.num_nonfinite += block_factors.stats.num_nonfinite;
-    });  // implied barrier: every thread sees the block's factors
-#pragma omp for schedule(static)
-    for (Eigen::Index tile = 0; tile < tiles; ++tile) {
-      const Eigen::Index begin = tile * kSumTileColumns;
-      Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>> out(sum.data() + begin,
-                                                              std::min(kSumTileColumns, width - begin));
-      for (Eigen::Index r = 0; r < count; ++r) {
-        const double factor = result.factors(start + r, 0);
-        if (factor != 0.0) out += static_cast<Scalar>(factor) * tile_of(start + r, tile);
-      }
+      trap.run([&] {
+        for (Eigen::Index r = 0; r < norm_count; ++r) {
+          double total = 0.0;
+          for (Eigen::Index tile = 0; tile < tiles; ++tile) total += partial(r, tile);
+          // A sum of finite tile norms can still overflow: redo the whole row the safe way.
+          if (std::isinf(total))
+            total = rescaled_squared_norm(rows.data() + (norm_start + r) * rows.outerStride(), width);
+          block_norms(r, 0) = total;
+        }
+        const ClipFactors block =
+            compute_clip_factors(block_norms.topRows(norm_count), mask.subspan(norm_start, norm_count), config);
+        result.factors.middleRows(norm_start, norm_count) = block.factors;
+        result.stats.norms.insert(result.stats.norms.end(), block.stats.norms.begin(), block.stats.norms.end());
+        result.stats.num_examples += block.stats.num_examples;
+        result.stats.num_clipped += block.stats.num_clipped;
+        result.stats.num_nonfinite += block.stats.num_nonfinite;
+      });  // implied barrier: every thread sees the block's factors before summing it
     }
   }
   trap.rethrow();

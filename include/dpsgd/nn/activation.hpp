@@ -5,6 +5,7 @@
 
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
+#include "dpsgd/core/parallel.hpp"
 #include "dpsgd/nn/layer.hpp"
 
 namespace dpsgd::nn {
@@ -30,10 +31,33 @@ class Activation : public Layer<Scalar> {
     DPSGD_CHECK_ARG(output_grad.rows() == output_.rows() && output_grad.cols() == output_.cols(),
                     "output_grad must be " << output_.rows() << " x " << output_.cols() << ", got "
                                            << output_grad.rows() << " x " << output_grad.cols());
-    if (kind_ == ActivationKind::kRelu) {
-      return (output_.array() > Scalar{0}).select(output_grad, Scalar{0});
+    RowMajorMatrix<Scalar> input_grad(output_.rows(), output_.cols());
+    const Eigen::Index width = output_.cols();
+    const bool relu = kind_ == ActivationKind::kRelu;
+    // Plain row loops: Eigen's select() over a strided view compiled to a branch per element and
+    // took 8% of an MLP step; this one vectorises to compare-and-blend.
+    const auto rows = [&](Eigen::Index begin, Eigen::Index end) {
+      for (Eigen::Index i = begin; i < end; ++i) {
+        const Scalar* out = output_.data() + i * width;
+        const Scalar* grad = output_grad.data() + i * output_grad.outerStride();
+        Scalar* result = input_grad.data() + i * width;
+        if (relu) {
+          for (Eigen::Index j = 0; j < width; ++j) {
+            const Scalar g = grad[j];  // loaded unconditionally, so the select needs no branch
+            result[j] = out[j] > Scalar{0} ? g : Scalar{0};
+          }
+        } else {
+          for (Eigen::Index j = 0; j < width; ++j) result[j] = grad[j] * (Scalar{1} - out[j] * out[j]);
+        }
+      }
+    };
+    if (detail::worth_parallel(static_cast<long long>(output_.size())) && output_.rows() > 1) {
+#pragma omp parallel for schedule(static)
+      for (Eigen::Index i = 0; i < output_.rows(); ++i) rows(i, i + 1);
+    } else {
+      rows(0, output_.rows());
     }
-    return (output_grad.array() * (Scalar{1} - output_.array().square())).matrix();
+    return input_grad;
   }
 
  private:

@@ -8,6 +8,7 @@
 
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/parallel.hpp"
+#include "dpsgd/core/vector_ops.hpp"
 #include "dpsgd/noise/gaussian_transform.hpp"
 
 namespace dpsgd {
@@ -31,7 +32,7 @@ bool standard_normal_blocks_use_avx512();
 
 template <typename Scalar>
 void add_noise_to_range(Scalar* values, std::uint64_t begin, std::uint64_t end, std::uint64_t first_coordinate,
-                        double stddev, PhiloxKey philox_key, const NoiseKey& key, NoiseMode mode) {
+                        double stddev, Scalar scale, PhiloxKey philox_key, const NoiseKey& key, NoiseMode mode) {
   constexpr std::uint64_t kBlocks = 256;
   double normals[2 * kBlocks];
   // Coordinate c takes normal c of the stream (standard), or normals 4c .. 4c + 3 (secure); normal n
@@ -52,14 +53,64 @@ void add_noise_to_range(Scalar* values, std::uint64_t begin, std::uint64_t end, 
     if (mode == NoiseMode::kSecure) {
       for (; c < to; ++c) {
         const double* z = normals + (4 * c - offset);
-        values[c - first_coordinate] += static_cast<Scalar>(stddev * (0.5 * ((z[0] + z[1]) + (z[2] + z[3]))));
+        Scalar& v = values[c - first_coordinate];
+        v = (v + static_cast<Scalar>(stddev * (0.5 * ((z[0] + z[1]) + (z[2] + z[3]))))) * scale;
       }
     } else {
-      for (; c < to; ++c) values[c - first_coordinate] += static_cast<Scalar>(stddev * normals[c - offset]);
+      for (; c < to; ++c) {
+        Scalar& v = values[c - first_coordinate];
+        v = (v + static_cast<Scalar>(stddev * normals[c - offset])) * scale;
+      }
     }
   }
 }
 }  // namespace detail
+
+// values <- (values + N(0, stddev^2) noise) * scale, in one pass: the DP step's noise and its
+// division by the expected batch size without a second sweep over a model-sized vector. The
+// result has the bits of add_gaussian_noise followed by a separate multiply. Throws as
+// add_gaussian_noise does, and for a negative or non-finite scale.
+template <typename Scalar>
+void add_scaled_gaussian_noise(std::span<Scalar> values, double stddev, const NoiseKey& key, NoiseMode mode,
+                               std::uint64_t first_coordinate, Scalar scale) {
+  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
+                "add_gaussian_noise supports float and double");
+  DPSGD_CHECK_ARG(std::isfinite(stddev) && stddev >= 0.0, "stddev must be finite and >= 0, got " << stddev);
+  DPSGD_CHECK_ARG(std::isfinite(scale) && scale >= Scalar{0}, "scale must be finite and >= 0, got " << scale);
+  DPSGD_CHECK_ARG(mode == NoiseMode::kStandard || mode == NoiseMode::kSecure,
+                  "mode must be NoiseMode::kStandard or NoiseMode::kSecure, got " << static_cast<int>(mode));
+  const std::uint64_t size = values.size();
+  const std::uint64_t max_coordinates =
+      kMaxPhiloxBlocksPerStream * kNormalsPerPhiloxBlock / static_cast<std::uint64_t>(normals_per_coordinate(mode));
+  DPSGD_CHECK_ARG(first_coordinate <= max_coordinates && size <= max_coordinates - first_coordinate,
+                  "coordinates [first_coordinate, first_coordinate + size) = ["
+                      << first_coordinate << ", " << first_coordinate + size << ") exceed the " << max_coordinates
+                      << " coordinates of one noise stream; split the model over several NoiseKey::stream values");
+  if (size == 0) return;
+  Scalar* data = values.data();
+  if (stddev == 0.0) {
+    if (scale != Scalar{1}) {
+      detail::for_each_chunk(size, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t j = begin; j < end; ++j) data[j] *= scale;
+      });
+    }
+    return;
+  }
+
+  const PhiloxKey philox_key = derive_philox_key(key.seed, RandomDomain::kGaussianNoise);
+  const std::uint64_t chunks = (size + detail::kNoiseChunk - 1) / detail::kNoiseChunk;
+  const auto noise_chunk = [&](std::uint64_t chunk) {
+    const std::uint64_t begin = chunk * detail::kNoiseChunk;
+    const std::uint64_t end = begin + detail::kNoiseChunk < size ? begin + detail::kNoiseChunk : size;
+    detail::add_noise_to_range(data, begin, end, first_coordinate, stddev, scale, philox_key, key, mode);
+  };
+  if (!detail::worth_parallel(static_cast<long long>(size) * 16)) {
+    for (std::uint64_t chunk = 0; chunk < chunks; ++chunk) noise_chunk(chunk);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (std::uint64_t chunk = 0; chunk < chunks; ++chunk) noise_chunk(chunk);
+}
 
 // Adds N(0, stddev^2) noise to every element of `values`. Element j receives the noise of global
 // coordinate first_coordinate + j of the stream `key`, so a model split over several buffers gets
@@ -70,37 +121,14 @@ void add_noise_to_range(Scalar* values, std::uint64_t begin, std::uint64_t end, 
 template <typename Scalar>
 void add_gaussian_noise(std::span<Scalar> values, double stddev, const NoiseKey& key,
                         NoiseMode mode = NoiseMode::kStandard, std::uint64_t first_coordinate = 0) {
-  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
-                "add_gaussian_noise supports float and double");
-  DPSGD_CHECK_ARG(std::isfinite(stddev) && stddev >= 0.0, "stddev must be finite and >= 0, got " << stddev);
-  DPSGD_CHECK_ARG(mode == NoiseMode::kStandard || mode == NoiseMode::kSecure,
-                  "mode must be NoiseMode::kStandard or NoiseMode::kSecure, got " << static_cast<int>(mode));
-  const std::uint64_t size = values.size();
-  const std::uint64_t max_coordinates =
-      kMaxPhiloxBlocksPerStream * kNormalsPerPhiloxBlock / static_cast<std::uint64_t>(normals_per_coordinate(mode));
-  DPSGD_CHECK_ARG(first_coordinate <= max_coordinates && size <= max_coordinates - first_coordinate,
-                  "coordinates [first_coordinate, first_coordinate + size) = ["
-                      << first_coordinate << ", " << first_coordinate + size << ") exceed the " << max_coordinates
-                      << " coordinates of one noise stream; split the model over several NoiseKey::stream values");
-  if (stddev == 0.0 || size == 0) return;
-
-  const PhiloxKey philox_key = derive_philox_key(key.seed, RandomDomain::kGaussianNoise);
-  const std::uint64_t chunks = (size + detail::kNoiseChunk - 1) / detail::kNoiseChunk;
-  Scalar* data = values.data();
-  const auto noise_chunk = [&](std::uint64_t chunk) {
-    const std::uint64_t begin = chunk * detail::kNoiseChunk;
-    const std::uint64_t end = begin + detail::kNoiseChunk < size ? begin + detail::kNoiseChunk : size;
-    detail::add_noise_to_range(data, begin, end, first_coordinate, stddev, philox_key, key, mode);
-  };
-  if (!detail::worth_parallel(static_cast<long long>(size) * 16)) {
-    for (std::uint64_t chunk = 0; chunk < chunks; ++chunk) noise_chunk(chunk);
-    return;
-  }
-#pragma omp parallel for schedule(static)
-  for (std::uint64_t chunk = 0; chunk < chunks; ++chunk) noise_chunk(chunk);
+  add_scaled_gaussian_noise<Scalar>(values, stddev, key, mode, first_coordinate, Scalar{1});
 }
 
 extern template void add_gaussian_noise<float>(std::span<float>, double, const NoiseKey&, NoiseMode, std::uint64_t);
 extern template void add_gaussian_noise<double>(std::span<double>, double, const NoiseKey&, NoiseMode, std::uint64_t);
+extern template void add_scaled_gaussian_noise<float>(std::span<float>, double, const NoiseKey&, NoiseMode,
+                                                      std::uint64_t, float);
+extern template void add_scaled_gaussian_noise<double>(std::span<double>, double, const NoiseKey&, NoiseMode,
+                                                       std::uint64_t, double);
 
 }  // namespace dpsgd

@@ -10,6 +10,7 @@
 #include "dpsgd/clipping/clip_config.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/validate.hpp"
+#include "dpsgd/core/vector_ops.hpp"
 #include "dpsgd/noise/gaussian_noise.hpp"
 #include "dpsgd/noise/secure_seed.hpp"
 #include "dpsgd/optim/optimizer.hpp"
@@ -67,17 +68,16 @@ class DpSgd {
   void step(std::span<Scalar> params, std::span<Scalar> gradient) {
     DPSGD_CHECK_ARG(params.size() == gradient.size(),
                     "params.size() = " << params.size() << " must equal gradient.size() = " << gradient.size());
-    for (std::size_t j = 0; j < gradient.size(); ++j) {
-      DPSGD_CHECK_ARG(std::isfinite(gradient[j]),
-                      "gradient[" << j << "] is " << gradient[j] << "; the clipped sum must be finite");
-    }
+    const std::size_t bad = detail::first_nonfinite<Scalar>(gradient);
+    DPSGD_CHECK_ARG(bad == gradient.size(),
+                    "gradient[" << bad << "] is " << gradient[bad] << "; the clipped sum must be finite");
     if (accountant_ != nullptr) {
       accountant_->record(DpStepRecord{next_step_, config_.sampling_rate, config_.noise_multiplier,
                                        config_.dataset_size, config_.capacity});
     }
-    add_gaussian_noise<Scalar>(gradient, noise_stddev(), NoiseKey{noise_seed_, next_step_, 0}, config_.noise_mode);
-    const auto scale = static_cast<Scalar>(1.0 / config_.expected_batch_size);
-    for (auto& g : gradient) g *= scale;
+    // Noise and the division by the expected batch size in one pass over the gradient.
+    add_scaled_gaussian_noise<Scalar>(gradient, noise_stddev(), NoiseKey{noise_seed_, next_step_, 0},
+                                      config_.noise_mode, 0, static_cast<Scalar>(1.0 / config_.expected_batch_size));
     optimizer_->update(params, gradient);
     ++next_step_;
   }

@@ -10,6 +10,7 @@
 
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/validate.hpp"
+#include "dpsgd/core/vector_ops.hpp"
 
 namespace dpsgd {
 
@@ -54,7 +55,9 @@ class Sgd final : public Optimizer<Scalar> {
  protected:
   void apply(std::span<Scalar> params, std::span<const Scalar> gradient) override {
     const auto lr = static_cast<Scalar>(learning_rate_);
-    for (std::size_t j = 0; j < params.size(); ++j) params[j] -= lr * gradient[j];
+    detail::for_each_chunk(params.size(), [&](std::size_t begin, std::size_t end) {
+      for (std::size_t j = begin; j < end; ++j) params[j] -= lr * gradient[j];
+    });
   }
 
  private:
@@ -83,10 +86,14 @@ class Momentum final : public Optimizer<Scalar> {
     if (velocity_.empty()) velocity_.assign(params.size(), Scalar{0});
     const auto lr = static_cast<Scalar>(learning_rate_);
     const auto mu = static_cast<Scalar>(momentum_);
-    for (std::size_t j = 0; j < params.size(); ++j) {
-      velocity_[j] = mu * velocity_[j] + gradient[j];
-      params[j] -= lr * (nesterov_ ? gradient[j] + mu * velocity_[j] : velocity_[j]);
-    }
+    Scalar* velocity = velocity_.data();
+    const bool nesterov = nesterov_;
+    detail::for_each_chunk(params.size(), [&](std::size_t begin, std::size_t end) {
+      for (std::size_t j = begin; j < end; ++j) {
+        velocity[j] = mu * velocity[j] + gradient[j];
+        params[j] -= lr * (nesterov ? gradient[j] + mu * velocity[j] : velocity[j]);
+      }
+    });
   }
 
  private:
@@ -136,11 +143,15 @@ class Adam final : public Optimizer<Scalar> {
     const auto b1 = static_cast<Scalar>(beta1_);
     const auto b2 = static_cast<Scalar>(beta2_);
     const auto eps = static_cast<Scalar>(epsilon_ * std::sqrt(correction2));
-    for (std::size_t j = 0; j < params.size(); ++j) {
-      first_[j] = b1 * first_[j] + (1 - b1) * gradient[j];
-      second_[j] = b2 * second_[j] + (1 - b2) * gradient[j] * gradient[j];
-      params[j] -= step_size * first_[j] / (std::sqrt(second_[j]) + eps);
-    }
+    Scalar* first = first_.data();
+    Scalar* second = second_.data();
+    detail::for_each_chunk(params.size(), [&](std::size_t begin, std::size_t end) {
+      for (std::size_t j = begin; j < end; ++j) {
+        first[j] = b1 * first[j] + (1 - b1) * gradient[j];
+        second[j] = b2 * second[j] + (1 - b2) * gradient[j] * gradient[j];
+        params[j] -= step_size * first[j] / (std::sqrt(second[j]) + eps);
+      }
+    });
   }
 
  private:
