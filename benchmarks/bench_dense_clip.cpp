@@ -1,9 +1,11 @@
-// Benchmark: clip_and_accumulate over a dense B x P float matrix; bytes/s counts one read of the matrix.
+// Benchmark: clip_and_accumulate over a dense B x P float matrix (bytes/s counts one read), beside STREAM in the same
+// run.
 #include <benchmark/benchmark.h>
 
 #include <random>
 
 #include "dpsgd/clipping/dense_clipping.hpp"
+#include "stream_kernels.hpp"
 
 namespace {
 
@@ -28,6 +30,13 @@ BENCHMARK(BM_ClipAndAccumulate)
     ->Args({256, 1000000})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// The bandwidth the clip is judged against, measured in the same run: STREAM triad, and a plain
+// read (the clip's bytes/s count one read of the matrix).
+void BM_StreamTriad(benchmark::State& state) { dpsgd::bench::stream_triad(state); }
+void BM_StreamRead(benchmark::State& state) { dpsgd::bench::stream_read(state); }
+BENCHMARK(BM_StreamTriad)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_StreamRead)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

@@ -3,79 +3,57 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <memory>
 
-// The four kernels of McCalpin's STREAM (bytes counted as STREAM does: reads + writes, no
-// write-allocate traffic), in float, OpenMP-parallel with static schedules, first-touched by the
-// same threads that later read them.
+#include "stream_kernels.hpp"
+
 namespace {
 
-constexpr std::int64_t kElements = std::int64_t{1} << 26;  // 256 MiB per float array
+using dpsgd::bench::StreamArrays;
 
-struct Arrays {
-  std::unique_ptr<float[]> a{new float[kElements]}, b{new float[kElements]}, c{new float[kElements]};
-  Arrays() {
-#pragma omp parallel for schedule(static)
-    for (std::int64_t i = 0; i < kElements; ++i) {
-      a[i] = 1.0f;
-      b[i] = 2.0f;
-      c[i] = 0.0f;
-    }
-  }
-};
-
-Arrays& arrays() {
-  static Arrays instance;
-  return instance;
-}
-
-enum Kernel { kCopy, kScale, kAdd, kTriad };
-
-void BM_Stream(benchmark::State& state) {
-  const auto kernel = static_cast<Kernel>(state.range(0));
-  float* a = arrays().a.get();
-  float* b = arrays().b.get();
-  float* c = arrays().c.get();
-  const float scalar = 3.0f;
+// Copy and scale touch two arrays, add three; triad and read come from stream_kernels.hpp.
+void BM_StreamCopy(benchmark::State& state) {
+  StreamArrays& arrays = StreamArrays::instance();
+  const float* a = arrays.a.get();
+  float* c = arrays.c.get();
   for (auto _ : state) {
-    switch (kernel) {
-      case kCopy:
 #pragma omp parallel for schedule(static)
-        for (std::int64_t i = 0; i < kElements; ++i) c[i] = a[i];
-        break;
-      case kScale:
-#pragma omp parallel for schedule(static)
-        for (std::int64_t i = 0; i < kElements; ++i) b[i] = scalar * c[i];
-        break;
-      case kAdd:
-#pragma omp parallel for schedule(static)
-        for (std::int64_t i = 0; i < kElements; ++i) c[i] = a[i] + b[i];
-        break;
-      case kTriad:
-#pragma omp parallel for schedule(static)
-        for (std::int64_t i = 0; i < kElements; ++i) a[i] = b[i] + scalar * c[i];
-        break;
-    }
+    for (std::int64_t i = 0; i < StreamArrays::kElements; ++i) c[i] = a[i];
     benchmark::ClobberMemory();
   }
-  const std::int64_t arrays_touched = (kernel == kCopy || kernel == kScale) ? 2 : 3;
-  state.SetBytesProcessed(state.iterations() * arrays_touched * kElements * static_cast<std::int64_t>(sizeof(float)));
-  state.SetLabel(kernel == kCopy ? "copy" : kernel == kScale ? "scale" : kernel == kAdd ? "add" : "triad");
+  state.SetBytesProcessed(state.iterations() * 2 * StreamArrays::kElements * static_cast<std::int64_t>(sizeof(float)));
 }
-BENCHMARK(BM_Stream)->DenseRange(kCopy, kTriad)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// One read of the array, as the clip benchmark counts bytes: the bandwidth a norm pass can reach
-// (simd: the reduction may be reassociated, as the clip kernels' chunked sums are).
-void BM_StreamRead(benchmark::State& state) {
-  const float* a = arrays().a.get();
+void BM_StreamScale(benchmark::State& state) {
+  StreamArrays& arrays = StreamArrays::instance();
+  float* b = arrays.b.get();
+  const float* c = arrays.c.get();
   for (auto _ : state) {
-    float total = 0.0f;
-#pragma omp parallel for simd schedule(static) reduction(+ : total)
-    for (std::int64_t i = 0; i < kElements; ++i) total += a[i];
-    benchmark::DoNotOptimize(total);
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < StreamArrays::kElements; ++i) b[i] = 3.0f * c[i];
+    benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(state.iterations() * kElements * static_cast<std::int64_t>(sizeof(float)));
+  state.SetBytesProcessed(state.iterations() * 2 * StreamArrays::kElements * static_cast<std::int64_t>(sizeof(float)));
 }
+
+void BM_StreamAdd(benchmark::State& state) {
+  StreamArrays& arrays = StreamArrays::instance();
+  const float *a = arrays.a.get(), *b = arrays.b.get();
+  float* c = arrays.c.get();
+  for (auto _ : state) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < StreamArrays::kElements; ++i) c[i] = a[i] + b[i];
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * 3 * StreamArrays::kElements * static_cast<std::int64_t>(sizeof(float)));
+}
+
+void BM_StreamTriad(benchmark::State& state) { dpsgd::bench::stream_triad(state); }
+void BM_StreamRead(benchmark::State& state) { dpsgd::bench::stream_read(state); }
+
+BENCHMARK(BM_StreamCopy)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_StreamScale)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_StreamAdd)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_StreamTriad)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_StreamRead)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

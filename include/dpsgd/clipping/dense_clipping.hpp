@@ -76,10 +76,9 @@ void accumulate_clipped_sum(const ConstRowsRef<Scalar>& rows, const Eigen::Ref<c
   const auto sum_tile = [&](Eigen::Index tile) {
     const Eigen::Index begin = tile * detail::kSumTileColumns;
     const Eigen::Index size = std::min(detail::kSumTileColumns, width - begin);
-    Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>> out(sum.data() + begin, size);
     for (const Eigen::Index i : active) {
-      out += static_cast<Scalar>(factors(i, group)) * Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>(
-                                                          rows.data() + i * rows.outerStride() + begin, size);
+      detail::scaled_add(sum.data() + begin, rows.data() + i * rows.outerStride() + begin,
+                         static_cast<Scalar>(factors(i, group)), size);
     }
   };
   if (detail::worth_parallel(static_cast<long long>(active.size()) * width) && tiles > 1) {
@@ -146,12 +145,11 @@ ClipFactors fused_clip_and_accumulate(const ConstRowsRef<Scalar>& rows, std::spa
       const Eigen::Index size = tile_size(tile);
       for (Eigen::Index r = 0; r < norm_count; ++r)
         partial(r, tile) = row_squared_norm(tile_data(norm_start + r, tile), size);
-      Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>> out(sum.data() + tile * kSumTileColumns, size);
       for (Eigen::Index r = 0; r < sum_count; ++r) {
         const double factor = result.factors(sum_start + r, 0);
         if (factor != 0.0)
-          out += static_cast<Scalar>(factor) *
-                 Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>(tile_data(sum_start + r, tile), size);
+          scaled_add(sum.data() + tile * kSumTileColumns, tile_data(sum_start + r, tile), static_cast<Scalar>(factor),
+                     size);
       }
     }
     if (norm_count > 0) {

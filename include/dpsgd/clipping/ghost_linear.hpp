@@ -169,14 +169,21 @@ void accumulate_linear_clipped_gradient(const ConstRowsRef<Scalar>& activations,
   const Eigen::Index t = activations.rows() / batch;
   RowMajorMatrix<Scalar> scaled_grads(output_grads.rows(), output_grads.cols());
   bool dirty_activations = false;
-  for (Eigen::Index i = 0; i < batch; ++i) {
+  const auto scale_example = [&](Eigen::Index i) {
     const double c = factors(i, group);
     if (c == 0.0) {
       scaled_grads.middleRows(i * t, t).setZero();
-      dirty_activations = dirty_activations || !detail::rows_finite(activations, i * t, t);
-    } else {
-      scaled_grads.middleRows(i * t, t) = static_cast<Scalar>(c) * output_grads.middleRows(i * t, t);
+      return !detail::rows_finite(activations, i * t, t);
     }
+    scaled_grads.middleRows(i * t, t) = static_cast<Scalar>(c) * output_grads.middleRows(i * t, t);
+    return false;
+  };
+  // Examples are independent; a serial loop here left the second core idle between the GEMMs.
+  if (detail::worth_parallel(static_cast<long long>(output_grads.size())) && batch > 1) {
+#pragma omp parallel for schedule(static) reduction(|| : dirty_activations)
+    for (Eigen::Index i = 0; i < batch; ++i) dirty_activations = scale_example(i) || dirty_activations;
+  } else {
+    for (Eigen::Index i = 0; i < batch; ++i) dirty_activations = scale_example(i) || dirty_activations;
   }
   if (dirty_activations) {
     // 0 * NaN is NaN: rows of dropped examples must be zero in A too, so copy A once and clean it.

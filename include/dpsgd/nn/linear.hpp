@@ -8,6 +8,7 @@
 #include "dpsgd/clipping/ghost_linear.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
+#include "dpsgd/core/parallel.hpp"
 #include "dpsgd/nn/layer.hpp"
 #include "dpsgd/noise/gaussian_transform.hpp"
 
@@ -52,10 +53,27 @@ class Linear : public Layer<Scalar> {
 
   RowMajorMatrix<Scalar> forward(const ConstRowsRef<Scalar>& input) override {
     DPSGD_CHECK_ARG(input.cols() == in_, "input must have in_features = " << in_ << " columns, got " << input.cols());
-    input_ = input;
-    RowMajorMatrix<Scalar> output = input * weight().transpose();
-    if (bias_)
-      output.rowwise() += Eigen::Map<const Eigen::Matrix<Scalar, 1, Eigen::Dynamic>>(params_ + in_ * out_, out_);
+    const Eigen::Index rows = input.rows();
+    input_.resize(rows, in_);
+    RowMajorMatrix<Scalar> output(rows, out_);
+    const Eigen::Map<const Eigen::Matrix<Scalar, 1, Eigen::Dynamic>> bias_row(params_ + in_ * out_, out_);
+    // The copy of the input (kept for ghost clipping) and the bias rows, split over the threads;
+    // then one GEMM adds W a on top of the bias (beta = 1 in BLAS terms).
+    const auto prepare = [&](Eigen::Index i) {
+      input_.row(i) = input.row(i);
+      if (bias_) {
+        output.row(i) = bias_row;
+      } else {
+        output.row(i).setZero();
+      }
+    };
+    if (detail::worth_parallel(static_cast<long long>(rows) * (in_ + out_)) && rows > 1) {
+#pragma omp parallel for schedule(static)
+      for (Eigen::Index i = 0; i < rows; ++i) prepare(i);
+    } else {
+      for (Eigen::Index i = 0; i < rows; ++i) prepare(i);
+    }
+    output.noalias() += input_ * weight().transpose();
     return output;
   }
 

@@ -1,4 +1,4 @@
-// Internal: overflow-safe squared L2 norm of one contiguous row, vectorised by Eigen.
+// Internal: overflow-safe squared L2 norm of one contiguous row, on the vector kernels of row_kernels.hpp.
 #pragma once
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 
 #include "dpsgd/clipping/detail/norm_math.hpp"
+#include "dpsgd/clipping/detail/row_kernels.hpp"
 
 namespace dpsgd::detail {
 
@@ -43,8 +44,7 @@ double row_squared_norm(const Scalar* row, std::int64_t length) {
   double total = 0.0;
   for (std::int64_t begin = 0; begin < length; begin += kNormChunk) {
     const std::int64_t size = std::min(kNormChunk, length - begin);
-    total += static_cast<double>(
-        Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>(row + begin, size).square().sum());
+    total += sum_of_squares(row + begin, size);
   }
   if (std::isinf(total)) return rescaled_squared_norm(row, length);
   return total;
