@@ -107,7 +107,11 @@ def ensure_venv(path):
     python = os.path.join(path, "bin", "python")
     if not os.path.exists(python):
         print(f"creating {path} and installing torch and opacus from PyPI (several GB) ...", flush=True)
-        venv.create(path, with_pip=True)
+        try:
+            venv.create(path, with_pip=True)
+        except Exception as error:  # Debian's python3 needs the python3-venv package for ensurepip
+            sys.exit(f"could not create the virtual environment {path}: {error}\n"
+                     "on Debian: apt-get install python3-venv, then run this script again")
     check = subprocess.run([python, "-c", "import torch, opacus"], capture_output=True)
     if check.returncode != 0:
         subprocess.run([python, "-m", "pip", "install", "--quiet", "torch", "opacus"], check=True)
@@ -147,6 +151,19 @@ def main():
     parser.add_argument("--json-out", default="", help="also write every measurement here")
     args = parser.parse_args()
 
+    if not os.access(args.dpsgd_bin, os.X_OK):
+        sys.exit(f"{args.dpsgd_bin} not found: build it first with\n"
+                 "  bash scripts/install-deps.sh && cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && "
+                 "cmake --build build -j2 --target bench_training_step")
+    unknown = [m for m in args.models.split(",") if m not in MODELS]
+    if unknown:
+        sys.exit(f"--models: unknown {unknown}; choose from {sorted(MODELS)}")
+    try:
+        batches = [int(b) for b in args.batches.split(",")]
+    except ValueError:
+        sys.exit(f"--batches must be comma-separated integers, got {args.batches!r}")
+    if any(b < 1 for b in batches) or args.threads < 1 or args.steps < 1 or args.repeats < 1 or args.warmup < 0:
+        sys.exit("--batches, --threads, --steps and --repeats must be >= 1, --warmup >= 0")
     python = ensure_venv(args.venv)
     free = free_cores_probe()
     print(f"free-core probe: 2 busy processes did {free:.2f}x the work of 1 "
@@ -167,7 +184,7 @@ def main():
     rows, everything, kernels = [], [], None
     for model in args.models.split(","):
         sizes = MODELS[model]
-        for batch in (int(b) for b in args.batches.split(",")):
+        for batch in batches:
             results = {}
             for mode in ("nonprivate", "dp"):
                 command = [args.dpsgd_bin, "--model", model, "--batch", str(batch), "--mode", mode,

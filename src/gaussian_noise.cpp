@@ -79,9 +79,7 @@ DPSGD_AVX512 __m512d log_positive8(__m512d u) {
       _mm512_and_si512(shifted, _mm512_set1_epi64(0x000FFFFFFFFFFFFFLL)), _mm512_set1_epi64(kSqrtHalfBits)));
   const __m512d s = _mm512_div_pd(add(m, -1.0), add(m, 1.0));
   const __m512d s2 = _mm512_mul_pd(s, s);
-  __m512d p = _mm512_set1_pd(1.0 / 23.0);
-  p = horner_step(p, s2, 1.0 / 21.0);
-  p = horner_step(p, s2, 1.0 / 19.0);
+  __m512d p = _mm512_set1_pd(1.0 / 19.0);
   p = horner_step(p, s2, 1.0 / 17.0);
   p = horner_step(p, s2, 1.0 / 15.0);
   p = horner_step(p, s2, 1.0 / 13.0);
@@ -103,8 +101,7 @@ DPSGD_AVX512 void sincos_two_pi8(__m512d u, __m512d& sine, __m512d& cosine) {
   const __m512d r = _mm512_sub_pd(t, add(shifted, -kRound));
   const __m512d theta = mul(r, 1.57079632679489661923);
   const __m512d x2 = _mm512_mul_pd(theta, theta);
-  __m512d ps = _mm512_set1_pd(-1.0 / 355687428096000.0);
-  ps = horner_step(ps, x2, 1.0 / 1307674368000.0);
+  __m512d ps = _mm512_set1_pd(1.0 / 1307674368000.0);
   ps = horner_step(ps, x2, -1.0 / 6227020800.0);
   ps = horner_step(ps, x2, 1.0 / 39916800.0);
   ps = horner_step(ps, x2, -1.0 / 362880.0);
@@ -112,8 +109,7 @@ DPSGD_AVX512 void sincos_two_pi8(__m512d u, __m512d& sine, __m512d& cosine) {
   ps = horner_step(ps, x2, -1.0 / 120.0);
   ps = horner_step(ps, x2, 1.0 / 6.0);
   const __m512d s = _mm512_sub_pd(theta, _mm512_mul_pd(_mm512_mul_pd(theta, x2), ps));
-  __m512d pc = _mm512_set1_pd(1.0 / 6402373705728000.0);
-  pc = horner_step(pc, x2, -1.0 / 20922789888000.0);
+  __m512d pc = _mm512_set1_pd(-1.0 / 20922789888000.0);
   pc = horner_step(pc, x2, 1.0 / 87178291200.0);
   pc = horner_step(pc, x2, -1.0 / 479001600.0);
   pc = horner_step(pc, x2, 1.0 / 3628800.0);
