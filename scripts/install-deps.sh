@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev             # JSON I/O
   libcli11-dev                   # command-line parsing of the examples and CLI
   zlib1g-dev                     # reading the gzip-compressed IDX files
+  libfftw3-dev pkg-config        # FFTs of the PLD accountant
   libgtest-dev                   # GoogleTest
   libbenchmark-dev               # Google Benchmark
   clang-format                   # formatting check in CI

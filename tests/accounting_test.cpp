@@ -36,20 +36,24 @@ double one_phase_epsilon(double q, double sigma, std::int64_t steps, double delt
   return compute_epsilon(std::span<const TrainingPhase>(&phase, 1), delta, options);
 }
 
-TEST(Rdp, MatchesDpAccountingOrderByOrder) {
+// dpsgd's RDP lies between the exact value (mpmath quadrature, tools/generate_accounting_golden.py)
+// and dp_accounting's. At fractional orders dp_accounting sums the series with absolute coefficients,
+// up to 2x above the exact value below order 2 (and excludes orders whose series does not settle);
+// dpsgd sums the signed series and bounds its rest, so it sits within 1e-5 of the exact value, above it.
+TEST(Rdp, LiesBetweenTheExactValueAndDpAccounting) {
   for (const auto& c : golden()["rdp"]) {
     const double q = c["sampling_rate"], sigma = c["noise_multiplier"];
     const auto& orders = c["orders"];
     for (std::size_t k = 0; k < orders.size(); ++k) {
       const double order = orders[k];
       const double got = rdp_poisson_subsampled_gaussian(q, sigma, order);
-      if (c["rdp"][k].is_null()) {
-        EXPECT_TRUE(std::isinf(got)) << "q=" << q << " sigma=" << sigma << " order=" << order;
-        continue;
+      const double exact = c["exact_rdp"][k];
+      SCOPED_TRACE(::testing::Message() << "q=" << q << " sigma=" << sigma << " order=" << order);
+      EXPECT_GE(got, exact * (1.0 - 1e-12));  // an upper bound (mpmath's value rounded to a double)
+      EXPECT_LE(got, exact * (1.0 + 1e-5) + 1e-300);
+      if (!c["rdp"][k].is_null()) {
+        EXPECT_LE(got, std::max(c["rdp"][k].get<double>(), exact) * (1.0 + 1e-7));
       }
-      const double expected = c["rdp"][k];
-      EXPECT_NEAR(got, expected, 1e-6 * std::abs(expected) + 1e-300)
-          << "q=" << q << " sigma=" << sigma << " order=" << order;
     }
   }
 }
@@ -64,12 +68,14 @@ TEST(Rdp, FullBatchIsTheGaussianMechanism) {
   EXPECT_TRUE(std::isinf(rdp_poisson_subsampled_gaussian(0.1, 0.0, 2.0)));
 }
 
-TEST(Rdp, EpsilonMatchesDpAccounting) {
+TEST(Rdp, EpsilonIsBetweenTheExactCurveAndDpAccounting) {
   for (const auto& c : golden()["epsilon"]) {
-    const double expected = c["rdp_epsilon"];
+    const double exact = c["exact_rdp_epsilon"], reference = c["rdp_epsilon"];
     const double got =
         one_phase_epsilon(c["sampling_rate"], c["noise_multiplier"], c["steps"], c["delta"], AccountantKind::kRdp);
-    EXPECT_NEAR(got, expected, 1e-6 * expected) << c.dump();
+    EXPECT_GE(got, exact * (1.0 - 1e-12)) << c.dump();
+    EXPECT_LE(got, exact * (1.0 + 1e-6)) << c.dump();
+    EXPECT_LE(got, std::max(reference, exact) * (1.0 + 1e-9)) << c.dump();
   }
 }
 
@@ -111,8 +117,10 @@ TEST(Pld, DeltaMatchesDpAccounting) {
     const double reference = c["pld_delta"];
     EXPECT_NEAR(got, reference, 2e-3 * reference) << c.dump();
     options.kind = AccountantKind::kRdp;
-    EXPECT_NEAR(compute_delta(std::span<const TrainingPhase>(&phase, 1), c["epsilon"], options),
-                c["rdp_delta"].get<double>(), 1e-6 * c["rdp_delta"].get<double>());
+    const double rdp = compute_delta(std::span<const TrainingPhase>(&phase, 1), c["epsilon"], options);
+    const double exact = c["exact_rdp_delta"];
+    EXPECT_GE(rdp, exact * (1.0 - 1e-10)) << c.dump();
+    EXPECT_LE(rdp, exact * (1.0 + 1e-6)) << c.dump();
   }
 }
 
@@ -174,7 +182,7 @@ TEST(Pld, ConnectTheDotsHitsTheExactCurveAtGridPoints) {
       EXPECT_GE(m, 0.0);
       total += m;
     }
-    EXPECT_NEAR(total, 1.0, 1e-12);
+    EXPECT_NEAR(total, 1.0, 1e-8);  // 1 plus the room left for rounding in the construction
     for (double eps : {0.0, 0.05, 0.2, 0.5, 1.0}) {
       const double exact = subsampled_gaussian_delta(0.1, 1.0, eps, direction);
       EXPECT_NEAR(pmf.delta_for_epsilon(eps), exact, 1e-12 + 1e-9 * exact) << eps;

@@ -37,7 +37,7 @@ void check_noise_multiplier(double s) {
   if (!(std::isfinite(s) && s > 0.0)) usage_error("--noise-multiplier", "finite and > 0", s);
 }
 void check_delta(double d) {
-  if (!(std::isfinite(d) && d > 0.0 && d < 1.0)) usage_error("--delta", "in (0, 1)", d);
+  if (!(std::isfinite(d) && d >= 1e-300 && d < 1.0)) usage_error("--delta", "in [1e-300, 1)", d);
 }
 void check_epsilon(double e) {
   if (!(std::isfinite(e) && e > 0.0)) usage_error("--epsilon", "finite and > 0", e);
@@ -120,6 +120,21 @@ void print(std::ostream& stream, const nlohmann::json& out, bool json, const std
   stream << (json ? out.dump() : text) << "\n";
 }
 
+// The accountant that produced an answer and, when there is one, the note saying why (a fallback
+// from PLD to RDP, merged phases, a loose answer): the output says so.
+void add_provenance(nlohmann::json& result, const dpsgd::AccountingAnswer& answer) {
+  result["method"] = dpsgd::to_string(answer.method);
+  if (!answer.note.empty()) result["note"] = answer.note;
+}
+
+std::string provenance(const CommonFlags& flags, const dpsgd::AccountingAnswer& answer) {
+  std::string text = " (" + flags.accountant;
+  if (dpsgd::to_string(answer.method) != flags.accountant) text += ", reporting " + dpsgd::to_string(answer.method);
+  text += ")";
+  if (!answer.note.empty()) text += "\nnote: " + answer.note;
+  return text;
+}
+
 std::string format(double value) {
   char buffer[64];
   std::snprintf(buffer, sizeof(buffer), "%.6g", value);
@@ -190,15 +205,17 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       if (validate_only) return 0;
       const auto steps = static_cast<std::int64_t>(flags.steps);
       const dpsgd::TrainingPhase phase{flags.sampling_rate, flags.noise_multiplier, steps, n, b};
-      const double epsilon =
-          dpsgd::compute_epsilon(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.delta, options);
+      const dpsgd::AccountingAnswer answer =
+          dpsgd::epsilon_answer(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.delta, options);
+      const double epsilon = answer.value;
       nlohmann::json result = base_json(flags, flags.sampling_rate, steps, n, b);
       result["noise_multiplier"] = flags.noise_multiplier;
       result["delta"] = flags.delta;
       result["epsilon"] = std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr);
+      add_provenance(result, answer);
       print(out, result, flags.json,
             "epsilon = " + (std::isfinite(epsilon) ? format(epsilon) : std::string("inf")) +
-                " at delta = " + format(flags.delta) + " (" + flags.accountant + ")");
+                " at delta = " + format(flags.delta) + provenance(flags, answer));
     } else if (app.got_subcommand(delta_cmd)) {
       check_sampling_rate(flags.sampling_rate);
       check_noise_multiplier(flags.noise_multiplier);
@@ -208,14 +225,15 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       if (validate_only) return 0;
       const auto steps = static_cast<std::int64_t>(flags.steps);
       const dpsgd::TrainingPhase phase{flags.sampling_rate, flags.noise_multiplier, steps, n, b};
-      const double delta =
-          dpsgd::compute_delta(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.epsilon, options);
+      const dpsgd::AccountingAnswer answer =
+          dpsgd::delta_answer(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.epsilon, options);
       nlohmann::json result = base_json(flags, flags.sampling_rate, steps, n, b);
       result["noise_multiplier"] = flags.noise_multiplier;
       result["epsilon"] = flags.epsilon;
-      result["delta"] = delta;
+      result["delta"] = answer.value;
+      add_provenance(result, answer);
       print(out, result, flags.json,
-            "delta = " + format(delta) + " at epsilon = " + format(flags.epsilon) + " (" + flags.accountant + ")");
+            "delta = " + format(answer.value) + " at epsilon = " + format(flags.epsilon) + provenance(flags, answer));
     } else if (app.got_subcommand(cal_cmd)) {
       check_sampling_rate(flags.sampling_rate);
       check_steps(flags.steps);
@@ -227,15 +245,17 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       const double sigma =
           dpsgd::calibrate_noise_multiplier(flags.sampling_rate, steps, flags.epsilon, flags.delta, options, n, b);
       const dpsgd::TrainingPhase phase{flags.sampling_rate, sigma, steps, n, b};
+      const dpsgd::AccountingAnswer answer =
+          dpsgd::epsilon_answer(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.delta, options);
       nlohmann::json result = base_json(flags, flags.sampling_rate, steps, n, b);
       result["noise_multiplier"] = sigma;
-      result["epsilon"] =
-          dpsgd::compute_epsilon(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.delta, options);
+      result["epsilon"] = answer.value;
       result["target_epsilon"] = flags.epsilon;
       result["delta"] = flags.delta;
+      add_provenance(result, answer);
       print(out, result, flags.json,
-            "noise_multiplier = " + format(sigma) + " gives epsilon = " + format(result["epsilon"].get<double>()) +
-                " <= " + format(flags.epsilon) + " at delta = " + format(flags.delta) + " (" + flags.accountant + ")");
+            "noise_multiplier = " + format(sigma) + " gives epsilon = " + format(answer.value) +
+                " <= " + format(flags.epsilon) + " at delta = " + format(flags.delta) + provenance(flags, answer));
     } else {
       check_epsilon(flags.epsilon);
       check_delta(flags.delta);
@@ -265,7 +285,12 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       table << line;
       for (const double batch : batch_sizes) {
         const double q = batch / plan_dataset;
-        const auto steps = static_cast<std::int64_t>(std::ceil(epochs * plan_dataset / batch));
+        const double step_count = std::ceil(epochs * plan_dataset / batch);
+        if (!(step_count <= 1e12)) {
+          throw UsageError{"--epochs " + format(epochs) + " over " + format(plan_dataset) + " examples at batch size " +
+                           format(batch) + " means " + format(step_count) + " steps, more than the 1e12 supported"};
+        }
+        const auto steps = static_cast<std::int64_t>(step_count);
         // Default capacity: truncation charges (1 + e^eps) T Pr[overflow] to delta; keep that at 1% of delta.
         const double per_step =
             truncation_target ? *truncation_target

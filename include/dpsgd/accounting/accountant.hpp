@@ -42,18 +42,35 @@ struct AccountantOptions {
   PldOptions pld;
 };
 
+// An answer and where it came from. With the PLD accountant the RDP bound is always computed too
+// (it costs microseconds) and the smaller of the two upper bounds is reported; `method` says which.
+struct AccountingAnswer {
+  double value = 0.0;  // epsilon or delta: an upper bound; epsilon +inf when no epsilon meets delta
+  AccountantKind method = AccountantKind::kPld;
+  // Empty unless there is something to know: the PLD fell back to RDP (and why), phases were
+  // replaced by dominating ones, the answer is looser than the target accuracy.
+  std::string note;
+};
+
 // epsilon such that the run is (epsilon, delta)-DP under add/remove adjacency; an upper bound.
 // With truncation (Chua et al. 2024): if the untruncated run is (eps, d)-DP and truncation happens
 // with probability at most eta, the truncated run is (eps, d + (1 + e^eps) eta)-DP (a coupling of
-// the two runs on each of the neighbouring datasets). Returns +inf when delta <= 2 eta leaves no room.
+// the two runs on each of the neighbouring datasets); +inf when delta cannot absorb that charge.
+// delta must be in [1e-300, 1).
+AccountingAnswer epsilon_answer(std::span<const TrainingPhase> phases, double delta,
+                                const AccountantOptions& options = {});
 double compute_epsilon(std::span<const TrainingPhase> phases, double delta, const AccountantOptions& options = {});
 
-// delta such that the run is (epsilon, delta)-DP; an upper bound.
+// delta such that the run is (epsilon, delta)-DP; an upper bound (1 when nothing better is known).
+AccountingAnswer delta_answer(std::span<const TrainingPhase> phases, double epsilon,
+                              const AccountantOptions& options = {});
 double compute_delta(std::span<const TrainingPhase> phases, double epsilon, const AccountantOptions& options = {});
 
 // The smallest noise multiplier (within relative 1e-4) whose run of `steps` steps at `sampling_rate`
-// meets (epsilon, delta); the returned sigma always satisfies compute_epsilon(sigma) <= epsilon.
-// `dataset_size` and `capacity` > 0 add truncation. Throws InvalidArgument when no sigma <= 1e4 does.
+// meets (epsilon, delta); the result is verified: compute_epsilon(sigma) <= epsilon with the same
+// options. `dataset_size` and `capacity` > 0 add truncation. Throws InvalidArgument when no sigma
+// <= 1e6 meets the target (or truncation leaves no room in delta), and dpsgd::Error if the verified
+// answer cannot be established.
 double calibrate_noise_multiplier(double sampling_rate, std::int64_t steps, double epsilon, double delta,
                                   const AccountantOptions& options = {}, std::int64_t dataset_size = 0,
                                   std::int64_t capacity = 0);

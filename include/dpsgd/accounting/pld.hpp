@@ -1,33 +1,26 @@
 // PLD accounting of the Poisson-subsampled Gaussian: connect-the-dots discretisation, FFT composition
-// with exponential tilting, and epsilon/delta queries with an adaptive grid.
+// with exponential tilting and explicit error bounds, and epsilon/delta queries on an adaptive grid.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "dpsgd/accounting/gaussian_phase.hpp"
+#include "dpsgd/accounting/pld_direction.hpp"
 #include "dpsgd/accounting/privacy_loss_pmf.hpp"
 
 namespace dpsgd {
 
-// The two halves of add/remove adjacency. For Poisson sampling they differ, and a guarantee for
-// add/remove needs the larger of the two.
-enum class PldDirection : int {
-  kRemove = 0,  // mu = (1 - q) N(0, s^2) + q N(-1, s^2) against N(0, s^2)
-  kAdd = 1,     // N(0, s^2) against (1 - q) N(0, s^2) + q N(1, s^2)
-};
-
 // Exact hockey-stick divergence delta(epsilon) of one step in the given direction (closed form
-// through normal CDFs, computed in long double).
+// through normal CDFs, computed in long double, valid for any epsilon and any q in (0, 1]).
 double subsampled_gaussian_delta(double sampling_rate, double noise_multiplier, double epsilon, PldDirection direction);
 
 // One step's PLD discretised on the grid {k * grid} by connect-the-dots (Doroshenko, Ghazi, Kamath,
-// Kumar & Manurangsi 2022): the masses are chosen so that the discrete delta(epsilon) equals the
-// exact one at every grid point and, by convexity of delta in e^epsilon, lies above it in between.
-// Losses beyond 10 standard deviations of the noise go to infinity_mass (upper end) or the lowest
-// grid point (lower end), both pessimistic. A positive max_infinity_mass lowers the top grid point
-// to where delta(top) = max_infinity_mass, which becomes the infinity mass: still pessimistic, and
-// much shorter for long compositions.
+// Kumar & Manurangsi 2022): the discrete delta(epsilon) passes through upper bounds on the exact
+// one at every grid point and, by convexity of delta in e^epsilon, lies above it in between. Losses
+// whose delta is below max_infinity_mass (1e-30 when 0) go to infinity_mass; the lower tail (below
+// probability 1e-30) moves up to the lowest grid point; both pessimistic.
 PrivacyLossPmf subsampled_gaussian_pmf(double sampling_rate, double noise_multiplier, double grid,
                                        PldDirection direction, double max_infinity_mass = 0.0);
 
@@ -43,31 +36,51 @@ struct CompositionOptions {
   std::int64_t max_points = std::int64_t{1} << 24;
 };
 
-// The composition of `counts[j]` copies of `pmfs[j]` (all on the same grid) by FFT.
+// The composition of `counts[j]` copies of `pmfs[j]` (all on the same grid) by FFT. Every mass of the
+// result is an upper bound on the exact composed mass at its point: the FFT's round-off, the
+// rounding of the tilt, and the mass cut off above the window (to infinity_mass) are bounded and
+// added, and the mass below the window is bounded by 1 at the lowest point. The masses may therefore
+// sum to more than 1; delta_for_epsilon and epsilon_for_delta then give upper bounds.
 PrivacyLossPmf compose_pmfs(std::span<const PrivacyLossPmf> pmfs, std::span<const std::int64_t> counts,
                             const CompositionOptions& options = {});
 
 struct PldOptions {
-  // Target relative error of the reported epsilon (or delta): the grid is halved until two
-  // successive pessimistic answers differ by less than this fraction.
+  // Target relative error of the reported epsilon (or delta): the grid is refined until the
+  // estimated excess over the exact answer is below this fraction, or the work budget is spent.
   double relative_error = 1e-4;
-  // Finest grid tried; the answer at the last grid is returned even if the target was not met.
+  // Finest grid tried.
   double min_grid = 1e-7;
-  std::int64_t max_points = std::int64_t{1} << 23;
+  // Largest FFT window (grid points) of one composition.
+  std::int64_t max_points = std::int64_t{1} << 22;
   // > 0: skip the refinement and answer on this grid (still an upper bound). Calibration uses the
   // grid found for one sigma for its neighbours, one composition per query instead of three.
   double fixed_grid = 0.0;
+
+  // Throws InvalidArgument naming the field that is out of range.
+  void validate() const;
 };
 
 struct PldResult {
-  double value = 0.0;           // epsilon (or delta), an upper bound
+  double value = 0.0;           // epsilon (or delta): an upper bound
   double grid = 0.0;            // grid of the final answer
-  double error_estimate = 0.0;  // |answer(grid) - answer(2 grid)| / answer(grid)
+  double error_estimate = 0.0;  // estimated relative excess of value over the exact answer
+  // False when the answer could not be made tight: the composition's error bounds dominate it, an
+  // internal check failed, or the work budget ran out far from the target accuracy. The value is
+  // still an upper bound; the accountant then also consults RDP and says which it reports.
+  bool tight = true;
+  std::string note;  // what limited the answer, when something did
 };
 
 // epsilon for the composition of the phases at `delta`, max over both directions. Throws
-// InvalidArgument for invalid phases or delta.
+// InvalidArgument for invalid phases or delta (delta must be in [1e-300, 1)).
 PldResult pld_epsilon(std::span<const GaussianPhase> phases, double delta, const PldOptions& options = {});
 PldResult pld_delta(std::span<const GaussianPhase> phases, double epsilon, const PldOptions& options = {});
+
+namespace detail {
+// The smallest epsilon with delta_PLD(epsilon) + (1 + e^epsilon) * truncation <= delta: epsilon for
+// truncated Poisson sampling (see accountant.hpp), solved on the composed PMFs themselves.
+PldResult pld_epsilon_with_charge(std::span<const GaussianPhase> phases, double delta, double truncation,
+                                  const PldOptions& options);
+}  // namespace detail
 
 }  // namespace dpsgd
