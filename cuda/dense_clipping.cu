@@ -23,7 +23,8 @@ namespace {
 
 // --- the fused kernel: each block keeps one row at a time in registers --------------------------
 // Row r: squared norm (block reduction in double; rescaled by the largest magnitude when it
-// overflows), clip factor (the shared clip_factor), then acc += c * row from the same registers.
+// overflows) turned into the dense clip bound, clip factor (the shared clip_factor), then
+// acc += c * row from the same registers (a subnormal factor applied in double).
 // Each block writes its partial sum to partials[blockIdx.x]; reduce_partials adds them in order.
 template <typename Scalar, int kVec, int kChunks>
 __global__ void __launch_bounds__(kFusedThreads)
@@ -73,14 +74,15 @@ __global__ void __launch_bounds__(kFusedThreads)
       }
       squared = dpsgd::detail::rescaled_squared_norm_from(max_abs, detail::block_sum(scaled, scratch));
     }
+    squared = detail::dense_bound<Scalar>(squared, width);
     const double factor = clip_factor(squared, clip_norm, method, stability, mask[r]);
     if (threadIdx.x == 0) squared_norms[r] = squared;
     if (factor != 0.0) {
-      const Scalar c = static_cast<Scalar>(factor);
+      const bool wide = detail::needs_wide_factor<Scalar>(factor);
 #pragma unroll
       for (int k = 0; k < kChunks; ++k)
 #pragma unroll
-        for (int e = 0; e < kVec; ++e) acc[k][e] += c * v[k][e];
+        for (int e = 0; e < kVec; ++e) acc[k][e] += detail::scaled<Scalar>(factor, wide, v[k][e]);
     }
   }
   Scalar* out = partials + static_cast<std::int64_t>(blockIdx.x) * width;
@@ -155,7 +157,7 @@ void accumulate_squared_norms(DeviceContext& context, DeviceRows<const Scalar> r
   check_squared_norms(rows, squared_norms, group);
   context.activate();
   detail::launch_row_squared_norms(context.stream(), rows, squared_norms.group_column(group),
-                                   context.multiprocessor_count());
+                                   context.multiprocessor_count(), true);
 }
 
 ClipFactors compute_clip_factors(DeviceContext& context, const DeviceSquaredNorms& squared_norms,
@@ -230,7 +232,7 @@ ClipFactors clip_and_accumulate(DeviceContext& context, DeviceRows<const Scalar>
     for (int k = 0; k < config.num_groups(); ++k) {
       const DeviceRows<const Scalar> block{rows.data + offsets[k], batch, offsets[k + 1] - offsets[k], stride};
       detail::launch_row_squared_norms(context.stream(), block, squared_norms.group_column(k),
-                                       context.multiprocessor_count());
+                                       context.multiprocessor_count(), true);
     }
     DeviceClipFactors factors;
     ClipFactors result = compute_clip_factors(context, squared_norms, mask, config, factors);

@@ -9,17 +9,41 @@
 #include "check.cuh"
 #include "device_math.cuh"
 #include "dpsgd/clipping/detail/norm_math.hpp"
+#include "dpsgd/clipping/detail/rounding_bounds.hpp"
 #include "dpsgd/cuda/detail/kernel_plan.hpp"
 #include "dpsgd/cuda/device_context.hpp"
 
 namespace dpsgd::cuda::detail {
 
+// Element type's unit roundoff and the dense clip bound of the CPU (row_norms.hpp: squared_norm_bound).
+template <typename Scalar>
+__host__ __device__ constexpr double unit_of() {
+  return sizeof(Scalar) == 4 ? dpsgd::detail::kFloatUnit : dpsgd::detail::kDoubleUnit;
+}
+
+// An upper bound on the true squared norm of a row whose squares were summed in double here: float
+// squares are exact in double, double squares below the smallest normal lose up to 2^-1074 each, and
+// the sum (block reductions, in any order) is within gamma_(n + 8).
+template <typename Scalar>
+__device__ __forceinline__ double row_bound(double computed_squared, std::int64_t length) {
+  const double n = static_cast<double>(length);
+  return dpsgd::detail::squared_sum_bound(computed_squared,
+                                          dpsgd::detail::rounding_gamma(n + 8.0, dpsgd::detail::kDoubleUnit),
+                                          sizeof(Scalar) == 8 ? n * 0x1p-1073 : 0.0);
+}
+
+template <typename Scalar>
+__device__ __forceinline__ double dense_bound(double computed_squared, std::int64_t length) {
+  return dpsgd::detail::dense_norm_bound(row_bound<Scalar>(computed_squared, length), unit_of<Scalar>());
+}
+
 // out[r] += ||row r||^2, one block per row (grid-stride over rows). A sum that overflows is redone
-// rescaled by the row's largest magnitude, as the CPU's row_squared_norm does.
+// rescaled by the row's largest magnitude, as the CPU's row_squared_norm does. With `bound`, what is
+// added is the dense clip bound (as the CPU's accumulate_squared_norms adds), else the plain sum.
 template <typename Scalar, int kVec>
 __global__ void __launch_bounds__(kRowThreads)
     row_squared_norms_kernel(const Scalar* __restrict__ rows, std::int64_t count, std::int64_t width,
-                             std::int64_t stride, double* __restrict__ out) {
+                             std::int64_t stride, bool bound, double* __restrict__ out) {
   __shared__ double scratch[32];
   for (std::int64_t r = blockIdx.x; r < count; r += gridDim.x) {
     const Scalar* row = rows + r * stride;
@@ -47,23 +71,37 @@ __global__ void __launch_bounds__(kRowThreads)
       }
       squared = dpsgd::detail::rescaled_squared_norm_from(max_abs, block_sum(scaled, scratch));
     }
-    if (threadIdx.x == 0) out[r] += squared;
+    if (threadIdx.x == 0) out[r] += bound ? dense_bound<Scalar>(squared, width) : squared;
   }
 }
 
 template <typename Scalar>
 void launch_row_squared_norms(cudaStream_t stream, const DeviceRows<const Scalar>& rows, double* out,
-                              int multiprocessors) {
+                              int multiprocessors, bool bound = false) {
   if (rows.rows == 0) return;
   const std::int64_t stride = rows.row_stride();
   const unsigned grid = grid_for(rows.rows, 32LL * multiprocessors);
   if (vector_width(reinterpret_cast<std::uint64_t>(rows.data), stride, rows.cols, sizeof(Scalar)) > 1) {
     row_squared_norms_kernel<Scalar, 16 / sizeof(Scalar)>
-        <<<grid, kRowThreads, 0, stream>>>(rows.data, rows.rows, rows.cols, stride, out);
+        <<<grid, kRowThreads, 0, stream>>>(rows.data, rows.rows, rows.cols, stride, bound, out);
   } else {
-    row_squared_norms_kernel<Scalar, 1><<<grid, kRowThreads, 0, stream>>>(rows.data, rows.rows, rows.cols, stride, out);
+    row_squared_norms_kernel<Scalar, 1>
+        <<<grid, kRowThreads, 0, stream>>>(rows.data, rows.rows, rows.cols, stride, bound, out);
   }
   DPSGD_CUDA_CHECK(cudaGetLastError());
+}
+
+// acc += factor * v with a relative error of two roundings: a factor below float's smallest normal
+// would be subnormal as a float, so the product is formed in double and rounded once (as the CPU's
+// scaled_add_factor does). `wide` is block-uniform (one factor per row).
+template <typename Scalar>
+__device__ __forceinline__ Scalar scaled(double factor, bool wide, Scalar v) {
+  return wide ? static_cast<Scalar>(factor * static_cast<double>(v)) : static_cast<Scalar>(factor) * v;
+}
+
+template <typename Scalar>
+__device__ __forceinline__ bool needs_wide_factor(double factor) {
+  return sizeof(Scalar) == 4 && factor < 0x1p-125;
 }
 
 // Column block blockIdx.x, row chunk blockIdx.y: acc = sum over the chunk's rows r, in order, of
@@ -87,9 +125,9 @@ __global__ void __launch_bounds__(kRowThreads)
     if (factor == 0.0) continue;
     Scalar v[kVec];
     load_vector<Scalar, kVec>(rows + r * stride + column, v);
-    const Scalar c = static_cast<Scalar>(factor);
+    const bool wide = needs_wide_factor<Scalar>(factor);
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) acc[e] += c * v[e];
+    for (int e = 0; e < kVec; ++e) acc[e] += scaled<Scalar>(factor, wide, v[e]);
   }
   if (chunks == 1) {
     Scalar current[kVec];

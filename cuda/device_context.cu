@@ -70,6 +70,9 @@ DeviceContext::DeviceContext(int device) : state_(std::make_unique<State>()) {
   DPSGD_CUDA_CHECK(cudaDeviceGetAttribute(&state_->multiprocessors, cudaDevAttrMultiProcessorCount, device));
   DPSGD_CUDA_CHECK(cudaStreamCreateWithFlags(&state_->stream, cudaStreamNonBlocking));
   DPSGD_CUBLAS_CHECK(cublasCreate(&state_->blas));
+  // IEEE single and double precision only: no TF32 tensor-core products (2^-11 relative, which the
+  // clip bound's rounding allowance does not cover), even when NVIDIA_TF32_OVERRIDE asks for them.
+  DPSGD_CUBLAS_CHECK(cublasSetMathMode(state_->blas, CUBLAS_PEDANTIC_MATH));
   DPSGD_CUBLAS_CHECK(cublasSetStream(state_->blas, state_->stream));
 }
 

@@ -35,6 +35,12 @@ inline void scaled_add_impl(Scalar* out, const Scalar* values, Scalar factor, st
   for (std::int64_t j = 0; j < count; ++j) out[j] += factor * values[j];
 }
 
+// The product in double, rounded once to float: for factors below float's smallest normal, whose
+// float value would carry a large relative error.
+inline void scaled_add_wide_impl(float* out, const float* values, double factor, std::int64_t count) {
+  for (std::int64_t j = 0; j < count; ++j) out[j] += static_cast<float>(factor * static_cast<double>(values[j]));
+}
+
 }  // namespace
 
 DPSGD_ROW_KERNEL_CLONES double sum_of_squares(const float* values, std::int64_t count) {
@@ -48,6 +54,9 @@ DPSGD_ROW_KERNEL_CLONES void scaled_add(float* out, const float* values, float f
 }
 DPSGD_ROW_KERNEL_CLONES void scaled_add(double* out, const double* values, double factor, std::int64_t count) {
   scaled_add_impl(out, values, factor, count);
+}
+DPSGD_ROW_KERNEL_CLONES void scaled_add_wide(float* out, const float* values, double factor, std::int64_t count) {
+  scaled_add_wide_impl(out, values, factor, count);
 }
 
 }  // namespace dpsgd::detail

@@ -155,9 +155,11 @@ TEST(ClipAndAccumulate, HugeNormsAreClippedNotOverflowed) {
   std::vector<std::uint8_t> mask{1, 1};
   std::vector<float> sum(3, 0.0f);
   const ClipFactors r = clip_and_accumulate<float>(rows, mask, ClipConfig::flat(1.0), sum);
-  EXPECT_NEAR(sum[0], 0.6f, 1e-6);
-  EXPECT_NEAR(sum[1], 0.8f, 1e-6);
-  EXPECT_NEAR(r.stats.norms[0], 5e30, 5e24);
+  // Within the clip bound's rounding allowance (a few 1e-6 for float rows) below the exact 0.6, 0.8.
+  EXPECT_NEAR(sum[0], 0.6f, 1e-5);
+  EXPECT_NEAR(sum[1], 0.8f, 1e-5);
+  EXPECT_LE(std::hypot(sum[0], sum[1]), 1.0);
+  EXPECT_NEAR(r.stats.norms[0], 5e30, 5e25);
   EXPECT_EQ(r.stats.num_nonfinite, 0);
   EXPECT_EQ(r.stats.num_clipped, 1);
 
@@ -168,7 +170,8 @@ TEST(ClipAndAccumulate, HugeNormsAreClippedNotOverflowed) {
   std::vector<double> dsum(2, 0.0);
   const ClipFactors hr = clip_and_accumulate<double>(huge, mask, ClipConfig::flat(1.0), dsum);
   EXPECT_EQ(hr.stats.num_nonfinite, 1);
-  EXPECT_DOUBLE_EQ(dsum[0], 1.0);
+  EXPECT_LE(dsum[0], 1.0);  // clipped to C from a norm bound: at most C, within rounding of it
+  EXPECT_NEAR(dsum[0], 1.0, 1e-14);
   EXPECT_EQ(dsum[1], 0.0);
 }
 

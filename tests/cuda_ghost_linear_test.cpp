@@ -10,6 +10,7 @@
 #include "dpsgd/clipping/ghost_linear.hpp"
 #include "dpsgd/cuda/ghost_linear.hpp"
 #include "support/cuda_test_support.hpp"
+#include "support/released_norm.hpp"
 
 namespace dpsgd {
 namespace {
@@ -149,6 +150,55 @@ TEST(CudaGhostLinear, RejectsBadArguments) {
   EXPECT_THROW(cuda::accumulate_linear_clipped_gradient<float>(context, a_view, dy_view, 4, factors, 0,
                                                                cuda::DeviceRows<float>{host.data(), 2, 3}, nullptr),
                InvalidArgument);  // host memory
+}
+
+// The clip bound on the GPU route: an example whose per-position gradients cancel over a large common
+// activation (the float Gram product loses it) and one whose scaled output gradients underflow must
+// add at most C (1 + 1e-4), as on the CPU (clip_bound_test.cpp).
+template <typename Scalar>
+double gpu_released_ratio(const test::LinearBatch<Scalar>& one, bool bias, double clip, GhostNormMethod method) {
+  cuda::DeviceContext context;
+  const std::int64_t rows = one.a.rows();
+  const auto device_a = test::to_device(one.a);
+  const auto device_dy = test::to_device(one.dy);
+  const cuda::DeviceRows<const Scalar> a_view{device_a.data(), rows, one.a.cols()};
+  const cuda::DeviceRows<const Scalar> dy_view{device_dy.data(), rows, one.dy.cols()};
+  cuda::DeviceSquaredNorms norms(context, 1, 1);
+  cuda::accumulate_linear_squared_norms<Scalar>(context, a_view, dy_view, 1, bias, norms, 0, method);
+  cuda::DeviceClipFactors factors;
+  const std::vector<std::uint8_t> mask{1};
+  cuda::compute_clip_factors(context, norms, mask, ClipConfig::flat(clip), factors);
+  cuda::DeviceBuffer<Scalar> w =
+      test::to_device(RowMajorMatrix<Scalar>(RowMajorMatrix<Scalar>::Zero(one.dy.cols(), one.a.cols())));
+  cuda::DeviceBuffer<Scalar> b =
+      test::to_device(std::vector<Scalar>(static_cast<std::size_t>(one.dy.cols()), Scalar(0)));
+  cuda::accumulate_linear_clipped_gradient<Scalar>(context, a_view, dy_view, 1, factors, 0,
+                                                   cuda::DeviceRows<Scalar>{w.data(), one.dy.cols(), one.a.cols()},
+                                                   bias ? b.data() : nullptr);
+  const RowMajorMatrix<Scalar> host_w = test::to_host(w, one.dy.cols(), one.a.cols());
+  const std::vector<Scalar> host_b = b.download();
+  const long double total =
+      test::squared_norm_ld(std::span<const Scalar>(host_w.data(), host_w.size())) + test::squared_norm_ld(host_b);
+  return static_cast<double>(std::sqrt(total) / clip);
+}
+
+TEST(CudaGhostLinear, AdversarialExamplesStayWithinTheClipBound) {
+  DPSGD_SKIP_WITHOUT_GPU();
+  std::mt19937_64 rng(77);
+  for (const std::int64_t t : {2, 25, 196}) {
+    for (int draw = 0; draw < 4; ++draw) {
+      const test::LinearBatch<float> one = test::cancelling_example<float>(rng, t, 48, 16, 30.0, 1e-3, 1e-6, 6.0, 1.0);
+      for (const auto method : {GhostNormMethod::kGram, GhostNormMethod::kMaterialize}) {
+        EXPECT_LE(gpu_released_ratio(one, true, 1.0, method), 1.0 + 1e-4) << "T " << t << " draw " << draw;
+      }
+    }
+  }
+  test::LinearBatch<float> tiny{RowMajorMatrix<float>::Constant(3, 4, 3e38f),
+                                RowMajorMatrix<float>::Constant(3, 3, 1e-38f), 1};
+  tiny.dy(1, 0) = -2e-38f;
+  for (const auto method : {GhostNormMethod::kGram, GhostNormMethod::kMaterialize}) {
+    EXPECT_LE(gpu_released_ratio(tiny, true, 1e-4, method), 1.0 + 1e-4);
+  }
 }
 
 }  // namespace

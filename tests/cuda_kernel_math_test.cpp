@@ -11,6 +11,7 @@
 
 #include "dpsgd/clipping/clip_factor.hpp"
 #include "dpsgd/clipping/detail/norm_math.hpp"
+#include "dpsgd/clipping/detail/rounding_bounds.hpp"
 #include "dpsgd/cuda/detail/kernel_plan.hpp"
 #include "support/reference_clipping.hpp"
 
@@ -21,23 +22,53 @@ using namespace dpsgd::cuda::detail;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-TEST(KernelNormMath, ClampKeepsNaN) {
-  EXPECT_EQ(dpsgd::detail::clamp_nonnegative_keep_nan(-1e-12), 0.0);
-  EXPECT_EQ(dpsgd::detail::clamp_nonnegative_keep_nan(2.5), 2.5);
-  EXPECT_TRUE(std::isnan(dpsgd::detail::clamp_nonnegative_keep_nan(kNaN)));
-  EXPECT_EQ(dpsgd::detail::clamp_nonnegative_keep_nan(kInf), kInf);
+TEST(KernelNormMath, RoundingGammaIsHighamsBound) {
+  using dpsgd::detail::rounding_gamma;
+  EXPECT_DOUBLE_EQ(rounding_gamma(10.0, 0x1p-24), 10.0 * 0x1p-24 / (1.0 - 10.0 * 0x1p-24));
+  EXPECT_EQ(rounding_gamma(0.0, 0x1p-53), 0.0);
+  EXPECT_EQ(rounding_gamma(0x1p23, 0x1p-24), kInf);  // n u >= 1/2: no bound
 }
 
-TEST(KernelNormMath, PlainLinearNorm) {
-  using dpsgd::detail::plain_linear_squared_norm;
-  EXPECT_DOUBLE_EQ(plain_linear_squared_norm(4.0, 9.0, false), 36.0);
-  EXPECT_DOUBLE_EQ(plain_linear_squared_norm(4.0, 9.0, true), 45.0);
-  EXPECT_EQ(plain_linear_squared_norm(0.0, 0.0, true), 0.0);
+TEST(KernelNormMath, PlainLinearNormBound) {
+  using dpsgd::detail::kFloatUnit;
+  using dpsgd::detail::plain_linear_norm_bound;
+  // An upper bound within a few float ulps of ||a||^2 ||dy||^2 (+ ||dy||^2 with the bias).
+  EXPECT_GE(plain_linear_norm_bound(4.0, 9.0, false, kFloatUnit), 36.0);
+  EXPECT_LE(plain_linear_norm_bound(4.0, 9.0, false, kFloatUnit), 36.0 * (1.0 + 1e-6));
+  EXPECT_GE(plain_linear_norm_bound(4.0, 9.0, true, kFloatUnit), 45.0);
+  EXPECT_LE(plain_linear_norm_bound(4.0, 9.0, true, kFloatUnit), 45.0 * (1.0 + 1e-6));
+  EXPECT_EQ(plain_linear_norm_bound(0.0, 0.0, true, kFloatUnit), 0.0);
   // inf * 0 must not read as finite, nor NaN as anything but NaN.
-  EXPECT_TRUE(std::isnan(plain_linear_squared_norm(kInf, 0.0, false)));
-  EXPECT_TRUE(std::isnan(plain_linear_squared_norm(0.0, kInf, true)));
-  EXPECT_TRUE(std::isnan(plain_linear_squared_norm(kNaN, 1.0, false)));
-  EXPECT_TRUE(std::isnan(plain_linear_squared_norm(1.0, kNaN, false)));
+  EXPECT_TRUE(std::isnan(plain_linear_norm_bound(kInf, 0.0, false, kFloatUnit)));
+  EXPECT_TRUE(std::isnan(plain_linear_norm_bound(0.0, kInf, true, kFloatUnit)));
+  EXPECT_TRUE(std::isnan(plain_linear_norm_bound(kNaN, 1.0, false, kFloatUnit)));
+  EXPECT_TRUE(std::isnan(plain_linear_norm_bound(1.0, kNaN, false, kFloatUnit)));
+}
+
+TEST(KernelNormMath, SequenceBoundsCoverTheirRoundingTerms) {
+  using namespace dpsgd::detail;
+  // A Gram inner product computed as 0 (total cancellation) still leaves the rounding allowance.
+  const double w = 1e6;
+  const double gram = gram_weight_norm_bound(0.0, w, 100.0, 10.0, 25.0);
+  EXPECT_GT(gram, 0.0);
+  EXPECT_GE(gram * gram, (rounding_gamma(102.0, kDoubleUnit) + rounding_gamma(627.0, kDoubleUnit)) * w * w);
+  EXPECT_GE(gram_weight_norm_bound(-5.0, 0.0, 4.0, 4.0, 2.0), 0.0);  // a negative sum is not a norm
+  EXPECT_GE(materialised_weight_norm_bound(4.0, w, 40.0, 25.0, kFloatUnit), 2.0 + rounding_gamma(27.0, kFloatUnit) * w);
+  // The total adds the clipped GEMM's rounding of the example's own 2T + 8 terms.
+  const double total = sequence_linear_norm_bound(3.0, 4.0, w, 10.0, 25.0, kFloatUnit);
+  EXPECT_GE(total, 25.0 + 2.0 * rounding_gamma(58.0, kFloatUnit) * w * 3.0);
+  EXPECT_TRUE(std::isnan(sequence_linear_norm_bound(kNaN, 0.0, 1.0, 1.0, 2.0, kFloatUnit)));
+  EXPECT_FALSE(std::isfinite(sequence_linear_norm_bound(1.0, 0.0, kInf, 1.0, 2.0, kFloatUnit)));
+}
+
+TEST(KernelNormMath, DenseBoundIsAboveTheSum) {
+  using namespace dpsgd::detail;
+  EXPECT_EQ(dense_norm_bound(squared_sum_bound(0.0, 1e-6, 0.0), kFloatUnit), 0.0);
+  EXPECT_GT(dense_norm_bound(squared_sum_bound(1.0, 1e-6, 0.0), kFloatUnit), 1.0 + 1e-6);
+  EXPECT_LT(dense_norm_bound(squared_sum_bound(1.0, 1e-6, 0.0), kFloatUnit), 1.0 + 2e-6);
+  EXPECT_LT(dense_norm_bound(1.0, kDoubleUnit), 1.0 + 1e-14);
+  EXPECT_GE(squared_sum_bound(0.0, 0.0, 1e-300), 1e-300);  // lost subnormal squares come back
+  EXPECT_TRUE(std::isnan(dense_norm_bound(kNaN, kFloatUnit)));
 }
 
 TEST(KernelNormMath, RescaledNorm) {

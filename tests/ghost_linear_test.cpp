@@ -43,13 +43,15 @@ void check_norms(const LayerData& l, GhostNormMethod method, bool bias) {
   SquaredNorms norms = SquaredNorms::Zero(l.batch, 2);
   const RowMajorMatrix<Scalar> a = l.a.cast<Scalar>(), dy = l.dy.cast<Scalar>();
   accumulate_linear_squared_norms<Scalar>(a, dy, l.batch, bias, norms, 1, method);
-  const double tolerance = std::is_same_v<Scalar, float> ? 1e-5 : 1e-12;
+  // The norms are upper bounds that include the rounding of the clipped GEMM (rounding_bounds.hpp):
+  // never below the exact value, and above it by a few 1e-5 at most for float inputs.
+  const double tolerance = std::is_same_v<Scalar, float> ? 2e-4 : 1e-10;
   LayerData rounded{a.template cast<double>(), dy.template cast<double>(), l.batch, l.t};
   for (std::int64_t i = 0; i < l.batch; ++i) {
     long double expected = per_example_weight_grad(rounded, i).squaredNorm();
     if (bias) expected += per_example_bias_grad(rounded, i).squaredNorm();
-    EXPECT_NEAR(norms(i, 1), static_cast<double>(expected), tolerance * static_cast<double>(expected))
-        << "example " << i;
+    EXPECT_GE(norms(i, 1), static_cast<double>(expected)) << "example " << i;
+    EXPECT_LE(norms(i, 1), static_cast<double>(expected) * (1.0 + tolerance)) << "example " << i;
     EXPECT_EQ(norms(i, 0), 0.0);  // other groups untouched
   }
 }
@@ -176,7 +178,7 @@ TEST(GhostLinear, OverflowingFloatGramIsRedoneInDoubleNotZeroed) {
   dy << 1.0f, 0.0f, 0.0f;                       // the true gradient is dy_0 a_0^T, norm 1e20
   SquaredNorms norms = SquaredNorms::Zero(1, 1);
   accumulate_linear_squared_norms<float>(a, dy, 1, false, norms, 0, GhostNormMethod::kGram);
-  EXPECT_NEAR(norms(0, 0), 1e40, 1e34);
+  EXPECT_NEAR(norms(0, 0), 1e40, 1e35);  // a bound: within a few 1e-6 above, from the float GEMM
   const ClipFactors f = compute_clip_factors(norms, std::vector<std::uint8_t>{1}, ClipConfig::flat(1.0));
   EXPECT_EQ(f.stats.num_clipped, 1);
   RowMajorMatrix<float> w = RowMajorMatrix<float>::Zero(1, 2);

@@ -31,8 +31,12 @@ void check_norms_shape(const ConstRowsRef<Scalar>& rows, const SquaredNorms& squ
 }
 }  // namespace detail
 
-// squared_norms(i, group) += ||rows.row(i)||^2 for every slot i, in double, overflow-safe. Row norms
-// are computed independently, so the result does not depend on the thread count.
+// squared_norms(i, group) += ||rows.row(i)||^2 for every slot i: not the rounded sum of squares but an
+// upper bound on the squared norm of the row's clipped copy as accumulate_clipped_sum forms it (the
+// double sum's rounding and the scaling's, detail/rounding_bounds.hpp; within ~1e-7 of the exact
+// value for float rows, ~1e-15 for double), so that no example adds more than its clip norm to the
+// sum however its values cancel. Overflow-safe. Row norms are computed independently, so the result
+// does not depend on the thread count.
 template <typename Scalar>
 void accumulate_squared_norms(const ConstRowsRef<Scalar>& rows, SquaredNorms& squared_norms, int group = 0) {
   static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>);
@@ -40,7 +44,8 @@ void accumulate_squared_norms(const ConstRowsRef<Scalar>& rows, SquaredNorms& sq
   const Eigen::Index batch = rows.rows();
   const Eigen::Index width = rows.cols();
   const auto norm_of = [&](Eigen::Index i) {
-    squared_norms(i, group) += detail::row_squared_norm(rows.data() + i * rows.outerStride(), width);
+    squared_norms(i, group) += detail::squared_norm_bound<Scalar>(
+        detail::row_squared_norm(rows.data() + i * rows.outerStride(), width), width);
   };
   if (width == 0) return;
   if (detail::worth_parallel(static_cast<long long>(batch) * width) && batch > 1) {
@@ -77,8 +82,8 @@ void accumulate_clipped_sum(const ConstRowsRef<Scalar>& rows, const Eigen::Ref<c
     const Eigen::Index begin = tile * detail::kSumTileColumns;
     const Eigen::Index size = std::min(detail::kSumTileColumns, width - begin);
     for (const Eigen::Index i : active) {
-      detail::scaled_add(sum.data() + begin, rows.data() + i * rows.outerStride() + begin,
-                         static_cast<Scalar>(factors(i, group)), size);
+      detail::scaled_add_factor(sum.data() + begin, rows.data() + i * rows.outerStride() + begin, factors(i, group),
+                                size);
     }
   };
   if (detail::worth_parallel(static_cast<long long>(active.size()) * width) && tiles > 1) {
@@ -148,8 +153,7 @@ ClipFactors fused_clip_and_accumulate(const ConstRowsRef<Scalar>& rows, std::spa
       for (Eigen::Index r = 0; r < sum_count; ++r) {
         const double factor = result.factors(sum_start + r, 0);
         if (factor != 0.0)
-          scaled_add(sum.data() + tile * kSumTileColumns, tile_data(sum_start + r, tile), static_cast<Scalar>(factor),
-                     size);
+          scaled_add_factor(sum.data() + tile * kSumTileColumns, tile_data(sum_start + r, tile), factor, size);
       }
     }
     if (norm_count > 0) {
@@ -158,10 +162,11 @@ ClipFactors fused_clip_and_accumulate(const ConstRowsRef<Scalar>& rows, std::spa
         for (Eigen::Index r = 0; r < norm_count; ++r) {
           double total = 0.0;
           for (Eigen::Index tile = 0; tile < tiles; ++tile) total += partial(r, tile);
-          // A sum of finite tile norms can still overflow: redo the whole row the safe way.
-          if (std::isinf(total))
+          // A sum of tile norms can still overflow, or be small enough for underflow to matter: redo
+          // the whole row the safe way, as row_squared_norm does.
+          if (std::isinf(total) || total < kRescueBelow<Scalar>)
             total = rescaled_squared_norm(rows.data() + (norm_start + r) * rows.outerStride(), width);
-          block_norms(r, 0) = total;
+          block_norms(r, 0) = squared_norm_bound<Scalar>(total, width);
         }
         const ClipFactors block =
             compute_clip_factors(block_norms.topRows(norm_count), mask.subspan(norm_start, norm_count), config);

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "dpsgd/clipping/clip_factors.hpp"
-#include "dpsgd/clipping/detail/norm_math.hpp"
+#include "dpsgd/clipping/detail/rounding_bounds.hpp"
 #include "dpsgd/clipping/detail/row_norms.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
@@ -75,9 +75,69 @@ bool rows_finite(const ConstRowsRef<Scalar>& m, Eigen::Index first, Eigen::Index
 }
 }  // namespace detail
 
+namespace detail {
+// Unit roundoff of the layer's type.
+template <typename Scalar>
+constexpr double unit_of() {
+  return std::is_same_v<Scalar, float> ? kFloatUnit : kDoubleUnit;
+}
+
+// The bound that sets example i's clip factor for a sequence layer (T > 1): its weight gradient's norm
+// by the chosen route plus each route's rounding, its bias gradient's norm, and the rounding of the
+// clipped GEMM and bias sum, all from rounding_bounds.hpp. a and g are the example's T rows.
+template <typename Scalar, typename Rows>
+double sequence_example_bound(const Rows& a, const Rows& g, bool has_bias, GhostNormMethod method) {
+  using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>;
+  using ScalarMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  const Eigen::Index t = a.rows(), d_in = a.cols(), d_out = g.cols();
+  // w = sum_t ||a_t|| ||dy_t|| and w_b = sum_t ||dy_t||, from row norms bounded from above.
+  double w = 0.0, w_bias = 0.0;
+  for (Eigen::Index p = 0; p < t; ++p) {
+    const double na = std::sqrt(squared_sum_bound(a.row(p).template cast<double>().squaredNorm(),
+                                                  rounding_gamma(static_cast<double>(d_in) + 8.0, kDoubleUnit),
+                                                  static_cast<double>(d_in) * 0x1p-1073));
+    const double ng = std::sqrt(squared_sum_bound(g.row(p).template cast<double>().squaredNorm(),
+                                                  rounding_gamma(static_cast<double>(d_out) + 8.0, kDoubleUnit),
+                                                  static_cast<double>(d_out) * 0x1p-1073));
+    w += na * ng;
+    w_bias += ng;
+  }
+  w *= 1.0 + rounding_gamma(static_cast<double>(t) + 2.0, kDoubleUnit);
+  w_bias *= 1.0 + rounding_gamma(static_cast<double>(t) + 2.0, kDoubleUnit);
+  double weight_norm;
+  if (method == GhostNormMethod::kGram) {
+    // In double: a float Gram product loses everything to cancellation when an example's
+    // per-position gradients cancel, and the bound below would then be useless.
+    const Matrix ad = a.template cast<double>(), gd = g.template cast<double>();
+    const Matrix gram_a = ad * ad.transpose();
+    const Matrix gram_g = gd * gd.transpose();
+    weight_norm = gram_weight_norm_bound(gram_a.cwiseProduct(gram_g).sum(), w, static_cast<double>(d_in),
+                                         static_cast<double>(d_out), static_cast<double>(t));
+  } else {
+    const ScalarMatrix product = ScalarMatrix(g).transpose() * ScalarMatrix(a);
+    weight_norm =
+        materialised_weight_norm_bound(product.template cast<double>().squaredNorm(), w,
+                                       static_cast<double>(d_in * d_out), static_cast<double>(t), unit_of<Scalar>());
+  }
+  double bias_norm = 0.0;
+  if (has_bias) {
+    bias_norm = g.template cast<double>().colwise().sum().norm() * (1.0 + 4.0 * kDoubleUnit) +
+                rounding_gamma(static_cast<double>(t) + static_cast<double>(d_out) + 2.0, kDoubleUnit) * w_bias;
+  } else {
+    w_bias = 0.0;
+  }
+  return sequence_linear_norm_bound(weight_norm, bias_norm, w, w_bias, static_cast<double>(t), unit_of<Scalar>());
+}
+}  // namespace detail
+
 // squared_norms(i, group) += ||per-example gradient of W (and of b if has_bias) for example i||^2,
-// computed from A and dY only. Examples are independent, so the result does not depend on the
-// thread count. NaN or inf in an example's A or dY makes its squared norm non-finite, which
+// computed from A and dY only. What is added is an upper bound on the squared norm of what
+// accumulate_linear_clipped_gradient will add for the example, rounding included
+// (detail/rounding_bounds.hpp): exact up to ~1e-15 for T = 1; for sequences, the Gram route is formed
+// in double and its cancellation error, the materialised route's and the clipped GEMM's rounding are
+// bounded through w = sum_t ||a_t|| ||dy_t||, so an example whose per-position gradients cancel can
+// never be released above its clip norm. Examples are independent, so the result does not depend on
+// the thread count. NaN or inf in an example's A or dY makes its squared norm non-finite, which
 // compute_clip_factors turns into a dropped example.
 template <typename Scalar>
 void accumulate_linear_squared_norms(const ConstRowsRef<Scalar>& activations, const ConstRowsRef<Scalar>& output_grads,
@@ -95,45 +155,28 @@ void accumulate_linear_squared_norms(const ConstRowsRef<Scalar>& activations, co
   const LinearLayerShape shape = detail::linear_shape(activations, output_grads, batch);
   if (method == GhostNormMethod::kAuto) method = choose_ghost_norm_method(shape);
   const Eigen::Index t = shape.positions;
-
-  using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>;
-  using ScalarMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  // The products run in the input precision (float GEMMs are twice as fast) and the squared norms
-  // are summed in double; if that overflows for finite inputs, the example is redone in double.
-  const auto weight_squared_norm = [&](const auto& a, const auto& g) -> double {
-    if (method == GhostNormMethod::kGram) {
-      using M = Eigen::Matrix<typename std::decay_t<decltype(a)>::Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-      const M gram_a = a * a.transpose();
-      const M gram_g = g * g.transpose();
-      return detail::clamp_nonnegative_keep_nan(
-          gram_a.template cast<double>().cwiseProduct(gram_g.template cast<double>()).sum());
-    }
-    return (g.transpose() * a).template cast<double>().squaredNorm();
-  };
   const auto example_norm = [&](Eigen::Index i) {
-    const auto a = activations.middleRows(i * t, t);
-    const auto g = output_grads.middleRows(i * t, t);
     if (t == 1) {
       // The formula the GPU kernels use too; the row norms are the dense path's vectorised,
       // overflow-safe ones (a cast-to-double Eigen reduction does not vectorise and cost a third
       // of a logistic-regression step).
-      squared_norms(i, group) += detail::plain_linear_squared_norm(
-          detail::row_squared_norm(activations.data() + i * activations.outerStride(), shape.in_features),
-          detail::row_squared_norm(output_grads.data() + i * output_grads.outerStride(), shape.out_features), has_bias);
+      squared_norms(i, group) += detail::plain_linear_norm_bound(
+          detail::row_squared_norm_bound<Scalar>(
+              detail::row_squared_norm(activations.data() + i * activations.outerStride(), shape.in_features),
+              shape.in_features),
+          detail::row_squared_norm_bound<Scalar>(
+              detail::row_squared_norm(output_grads.data() + i * output_grads.outerStride(), shape.out_features),
+              shape.out_features),
+          has_bias, detail::unit_of<Scalar>());
       return;
     }
-    double weight_sq;
-    if (!a.allFinite() || !g.allFinite()) {
-      // A non-finite input must surface as a non-finite norm even where 0 * inf would hide it.
-      weight_sq = std::numeric_limits<double>::quiet_NaN();
-    } else {
-      weight_sq = weight_squared_norm(ScalarMatrix(a), ScalarMatrix(g));
-      if (!std::isfinite(weight_sq))
-        weight_sq = weight_squared_norm(Matrix(a.template cast<double>()), Matrix(g.template cast<double>()));
-    }
-    double bias_sq = 0.0;
-    if (has_bias) bias_sq = g.template cast<double>().colwise().sum().squaredNorm();
-    squared_norms(i, group) += weight_sq + bias_sq;
+    const auto a = activations.middleRows(i * t, t);
+    const auto g = output_grads.middleRows(i * t, t);
+    // A non-finite input must surface as a non-finite norm even where 0 * inf would hide it; a finite
+    // one whose bound overflows double is dropped the same way (the only sound choice).
+    squared_norms(i, group) += a.allFinite() && g.allFinite()
+                                   ? detail::sequence_example_bound<Scalar>(a, g, has_bias, method)
+                                   : std::numeric_limits<double>::quiet_NaN();
   };
   const long long work = static_cast<long long>(activations.rows()) * (shape.in_features + shape.out_features) * t;
   if (detail::worth_parallel(work) && batch > 1) {
@@ -147,8 +190,9 @@ void accumulate_linear_squared_norms(const ConstRowsRef<Scalar>& activations, co
 // weight_grad += sum_i c_i (sum_t dy_it a_it^T) = dY^T diag(c) A as one GEMM (d_out x d_in,
 // row-major, the layout of W), and bias_grad += sum_i c_i sum_t dy_it when bias_grad is non-empty.
 // c_i = factors(i, group). Rows of examples with c_i = 0 are zeroed before the GEMM, so NaN in
-// padding or dropped examples never reaches the result. Deterministic for a fixed thread count
-// (Eigen's GEMM partitions the output, not the reduction).
+// padding or dropped examples never reaches the result. An example whose scaled output gradient
+// would underflow (c dy below the smallest normal) is added apart, in double. Deterministic for a
+// fixed thread count (Eigen's GEMM partitions the output, not the reduction).
 template <typename Scalar>
 void accumulate_linear_clipped_gradient(const ConstRowsRef<Scalar>& activations,
                                         const ConstRowsRef<Scalar>& output_grads, std::int64_t batch,
@@ -168,24 +212,38 @@ void accumulate_linear_clipped_gradient(const ConstRowsRef<Scalar>& activations,
       "bias_grad must be empty or have out_features = " << output_grads.cols() << " entries, got " << bias_grad.size());
   const Eigen::Index t = activations.rows() / batch;
   RowMajorMatrix<Scalar> scaled_grads(output_grads.rows(), output_grads.cols());
-  bool dirty_activations = false;
+  // Per example: 0 = in the GEMM, 1 = dropped (factor 0) with non-finite activations, 2 = applied
+  // apart (below).
+  std::vector<std::uint8_t> kind(static_cast<std::size_t>(batch), 0);
   const auto scale_example = [&](Eigen::Index i) {
     const double c = factors(i, group);
+    auto scaled = scaled_grads.middleRows(i * t, t);
+    const auto g = output_grads.middleRows(i * t, t);
     if (c == 0.0) {
-      scaled_grads.middleRows(i * t, t).setZero();
-      return !detail::rows_finite(activations, i * t, t);
+      scaled.setZero();
+      kind[static_cast<std::size_t>(i)] = detail::rows_finite(activations, i * t, t) ? 0 : 1;
+      return;
     }
-    scaled_grads.middleRows(i * t, t) = static_cast<Scalar>(c) * output_grads.middleRows(i * t, t);
-    return false;
+    scaled = (static_cast<double>(static_cast<Scalar>(c)) == c || c >= 1.0)
+                 ? (static_cast<Scalar>(c) * g).eval()
+                 : (c * g.template cast<double>()).template cast<Scalar>().eval();
+    // The bounds assume fl(c dy) is within a rounding of c dy relative to it. Where c dy falls below
+    // the type's smallest normal (subnormal or 0 while dy is not), only an absolute precision is
+    // left, which the GEMM could multiply by a large activation: such an example is applied apart,
+    // in double.
+    if (c != 1.0 && ((scaled.array().abs() < std::numeric_limits<Scalar>::min()) && (g.array() != Scalar(0))).any()) {
+      scaled.setZero();
+      kind[static_cast<std::size_t>(i)] = 2;
+    }
   };
   // Examples are independent; a serial loop here left the second core idle between the GEMMs.
   if (detail::worth_parallel(static_cast<long long>(output_grads.size())) && batch > 1) {
-#pragma omp parallel for schedule(static) reduction(|| : dirty_activations)
-    for (Eigen::Index i = 0; i < batch; ++i) dirty_activations = scale_example(i) || dirty_activations;
+#pragma omp parallel for schedule(static)
+    for (Eigen::Index i = 0; i < batch; ++i) scale_example(i);
   } else {
-    for (Eigen::Index i = 0; i < batch; ++i) dirty_activations = scale_example(i) || dirty_activations;
+    for (Eigen::Index i = 0; i < batch; ++i) scale_example(i);
   }
-  if (dirty_activations) {
+  if (std::find(kind.begin(), kind.end(), std::uint8_t{1}) != kind.end()) {
     // 0 * NaN is NaN: rows of dropped examples must be zero in A too, so copy A once and clean it.
     RowMajorMatrix<Scalar> clean = activations;
     for (Eigen::Index i = 0; i < batch; ++i) {
@@ -198,6 +256,19 @@ void accumulate_linear_clipped_gradient(const ConstRowsRef<Scalar>& activations,
   if (!bias_grad.empty()) {
     Eigen::Map<Eigen::Matrix<Scalar, 1, Eigen::Dynamic>>(bias_grad.data(), output_grads.cols()) +=
         scaled_grads.colwise().sum();
+  }
+  // Examples applied apart: c (G^T A) formed in double and rounded once to Scalar per entry, within
+  // the bounds the clip factor was computed from.
+  for (Eigen::Index i = 0; i < batch; ++i) {
+    if (kind[static_cast<std::size_t>(i)] != 2) continue;
+    const double c = factors(i, group);
+    const Eigen::MatrixXd g = output_grads.middleRows(i * t, t).template cast<double>();
+    const Eigen::MatrixXd a = activations.middleRows(i * t, t).template cast<double>();
+    weight_grad += (c * (g.transpose() * a)).template cast<Scalar>();
+    if (!bias_grad.empty()) {
+      Eigen::Map<Eigen::Matrix<Scalar, 1, Eigen::Dynamic>>(bias_grad.data(), output_grads.cols()) +=
+          (c * g.colwise().sum()).template cast<Scalar>();
+    }
   }
 }
 

@@ -19,8 +19,10 @@ inline void validate_noise_multiplier(double sigma) {
   DPSGD_CHECK_ARG(std::isfinite(sigma) && sigma >= 0.0, "noise_multiplier must be finite and >= 0, got " << sigma);
 }
 
+// Clip norm C: at least 1e-20 (ClipConfig::kMinClipNorm says why), finite.
 inline void validate_clip_norm(double clip_norm) {
-  DPSGD_CHECK_ARG(std::isfinite(clip_norm) && clip_norm > 0.0, "clip_norm must be finite and > 0, got " << clip_norm);
+  DPSGD_CHECK_ARG(std::isfinite(clip_norm) && clip_norm >= 1e-20,
+                  "clip_norm must be finite and >= 1e-20, got " << clip_norm);
 }
 
 inline void validate_delta(double delta) {

@@ -11,13 +11,14 @@ namespace dpsgd::cuda {
 
 // squared_norms(i, group) += ||per-example gradient of W (and b if has_bias)||^2 from the layer's
 // activations A ((batch * T) x d_in) and output gradients dY ((batch * T) x d_out) in device memory.
-// T = 1: ||a_i||^2 ||dy_i||^2 from two row-norm kernels. T > 1: batched Gram products
-// (A_i A_i^T, dY_i dY_i^T, cuBLAS strided-batched GEMM) and their inner product, or the
-// materialised G_i^T A_i, whichever costs fewer flops (the CPU's choose_ghost_norm_method).
-// Examples are processed in chunks so that scratch stays under 256 MiB. NaN or inf in an example's
-// A or dY makes its norm non-finite (dropped by compute_clip_factors); unlike the CPU, a float Gram
-// product that overflows for finite inputs (gradient norms above ~1e19) is not redone in double, so
-// such an example is dropped too. Asynchronous.
+// T = 1: ||a_i||^2 ||dy_i||^2 from two row-norm kernels. T > 1: batched Gram products in double
+// (A_i A_i^T, dY_i dY_i^T, cuBLAS strided-batched DGEMM) and their inner product, or the
+// materialised G_i^T A_i, whichever costs fewer flops (the CPU's choose_ghost_norm_method). As on
+// the CPU, what is added is an upper bound on the squared norm of what
+// accumulate_linear_clipped_gradient adds for the example, rounding included
+// (clipping/detail/rounding_bounds.hpp, the same functions). Examples are processed in chunks so
+// that scratch stays under 256 MiB. NaN or inf in an example's A or dY makes its norm non-finite
+// (dropped by compute_clip_factors). Asynchronous.
 template <KernelScalar Scalar>
 void accumulate_linear_squared_norms(DeviceContext& context, DeviceRows<const Scalar> activations,
                                      DeviceRows<const Scalar> output_grads, std::int64_t batch, bool has_bias,
@@ -27,7 +28,9 @@ void accumulate_linear_squared_norms(DeviceContext& context, DeviceRows<const Sc
 // weight_grad += dY^T diag(c) A as one cuBLAS GEMM (weight_grad is d_out x d_in, row-major, the
 // layout of W), and bias_grad[0 .. d_out) += sum_i c_i sum_t dy_it when bias_grad is not null.
 // Rows of examples with c_i = 0 are zeroed in scratch copies before the GEMM, so NaN in padding or
-// dropped examples never reaches the result. Asynchronous.
+// dropped examples never reaches the result. An example whose scaled output gradient c dy would
+// underflow is applied apart, in double. The context's cuBLAS handle computes in IEEE precision
+// (no TF32). Asynchronous.
 template <KernelScalar Scalar>
 void accumulate_linear_clipped_gradient(DeviceContext& context, DeviceRows<const Scalar> activations,
                                         DeviceRows<const Scalar> output_grads, std::int64_t batch,
