@@ -10,6 +10,7 @@
 
 #include "dpsgd/audit/canary_auditor.hpp"
 #include "dpsgd/audit/gradient_canary_audit.hpp"
+#include "dpsgd/audit/mechanism_audit.hpp"
 #include "dpsgd/core/error.hpp"
 
 namespace dpsgd::audit {
@@ -158,6 +159,41 @@ TEST(GradientCanaryAudit, NoisyDpSgdStaysBelowTheClaimAndBrokenOneIsCaught) {
     EXPECT_GT(broken.one_run.epsilon_lower_bound, broken.claimed_epsilon);
     EXPECT_GT(broken.threshold.epsilon_lower_bound, broken.claimed_epsilon);
   }
+}
+
+// The white-box mechanism audit passes the library's mechanism and fails each planted bug: noise at
+// half the claimed sigma, clipping to 2 C, truncation the accountant is not told about, and the
+// pre-fix float Gram norm. The canary lower bounds above cannot see the first three (half the noise
+// raises the true epsilon from about 2 to 4-7, which 1000 canaries cannot show). The statistical
+// checks fail a correct mechanism with probability at most 1e-9 (MechanismAuditConfig::false_failure);
+// a planted bug passes its check with a probability below 1e-100 (each is tens of standard deviations
+// away), and the deterministic checks cannot err.
+TEST(MechanismAudit, PassesTheMechanismAndFailsEachPlantedBug) {
+  MechanismAuditConfig config;
+  config.noise_multiplier = 1.0;
+  config.seed = 7;
+  const MechanismAuditResult honest = run_mechanism_audit(config);
+  for (const auto& check : honest.checks) EXPECT_TRUE(check.passed) << check.name << ": " << check.statistic;
+  EXPECT_TRUE(honest.passed());
+  ASSERT_EQ(honest.checks.size(), 4u);
+  // Each bug is caught by its own check (and only the planted one fails).
+  const std::pair<InjectedBug, std::size_t> bugs[] = {{InjectedBug::kHalfNoise, 0},
+                                                      {InjectedBug::kDoubleClip, 1},
+                                                      {InjectedBug::kGramCancellation, 2},
+                                                      {InjectedBug::kNoTruncationCharge, 3}};
+  for (const auto& [bug, index] : bugs) {
+    config.bug = bug;
+    const MechanismAuditResult broken = run_mechanism_audit(config);
+    SCOPED_TRACE(to_string(bug));
+    EXPECT_FALSE(broken.passed());
+    for (std::size_t k = 0; k < broken.checks.size(); ++k) {
+      EXPECT_EQ(broken.checks[k].passed, k != index) << broken.checks[k].name << ": " << broken.checks[k].statistic;
+    }
+  }
+  EXPECT_EQ(parse_injected_bug("double-clip"), InjectedBug::kDoubleClip);
+  EXPECT_THROW(parse_injected_bug("typo"), InvalidArgument);
+  config.noise_multiplier = 0.0;
+  EXPECT_THROW(run_mechanism_audit(config), InvalidArgument);
 }
 
 }  // namespace
