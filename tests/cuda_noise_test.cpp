@@ -50,14 +50,15 @@ TEST(CudaGaussianNoise, MatchesCpuStream) {
 
 TEST(CudaGaussianNoise, RejectsBadArgumentsWithoutADevice) {
   // Argument checks run on the host before any launch, so they hold on machines without a GPU.
-  EXPECT_THROW(cuda::add_gaussian_noise(static_cast<float*>(nullptr), 4, 1.0, NoiseKey{}), InvalidArgument);
+  EXPECT_THROW(cuda::add_gaussian_noise(static_cast<float*>(nullptr), 4, 1.0, NoiseKey{0, 0, 0}), InvalidArgument);
   float dummy = 0.0f;
-  EXPECT_THROW(cuda::add_gaussian_noise(&dummy, 1, -1.0, NoiseKey{}), InvalidArgument);
-  EXPECT_THROW(cuda::add_gaussian_noise(&dummy, 1, std::nan(""), NoiseKey{}), InvalidArgument);
-  EXPECT_THROW(cuda::add_gaussian_noise(&dummy, 1, 1.0, NoiseKey{}, static_cast<NoiseMode>(3)), InvalidArgument);
-  EXPECT_THROW(cuda::add_gaussian_noise(&dummy, 4, 1.0, NoiseKey{}, NoiseMode::kStandard, (std::uint64_t{1} << 33) - 2),
-               InvalidArgument);
-  EXPECT_NO_THROW(cuda::add_gaussian_noise(static_cast<float*>(nullptr), 0, 1.0, NoiseKey{}));
+  EXPECT_THROW(cuda::add_gaussian_noise(&dummy, 1, -1.0, NoiseKey{0, 0, 0}), InvalidArgument);
+  EXPECT_THROW(cuda::add_gaussian_noise(&dummy, 1, std::nan(""), NoiseKey{0, 0, 0}), InvalidArgument);
+  EXPECT_THROW(cuda::add_gaussian_noise(&dummy, 1, 1.0, NoiseKey{0, 0, 0}, static_cast<NoiseMode>(3)), InvalidArgument);
+  EXPECT_THROW(
+      cuda::add_gaussian_noise(&dummy, 4, 1.0, NoiseKey{0, 0, 0}, NoiseMode::kStandard, (std::uint64_t{1} << 33) - 2),
+      InvalidArgument);
+  EXPECT_NO_THROW(cuda::add_gaussian_noise(static_cast<float*>(nullptr), 0, 1.0, NoiseKey{0, 0, 0}));
 }
 
 }  // namespace

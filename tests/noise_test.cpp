@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dpsgd/noise/gaussian_noise.hpp"
+#include "dpsgd/noise/noise_streams.hpp"
 #include "dpsgd/noise/secure_seed.hpp"
 
 namespace dpsgd {
@@ -110,11 +111,12 @@ TEST(GaussianNoise, ScaledNoiseEqualsNoiseThenMultiply) {
     }
   }
   std::vector<double> values(10, 2.0);
-  add_scaled_gaussian_noise<double>(values, 0.0, NoiseKey{}, NoiseMode::kStandard, 0, 0.5);  // no noise: scale only
+  add_scaled_gaussian_noise<double>(values, 0.0, NoiseKey{0, 0, 0}, NoiseMode::kStandard, 0,
+                                    0.5);  // no noise: scale only
   EXPECT_EQ(values, std::vector<double>(10, 1.0));
-  EXPECT_THROW(add_scaled_gaussian_noise<double>(values, 1.0, NoiseKey{}, NoiseMode::kStandard, 0, -1.0),
+  EXPECT_THROW(add_scaled_gaussian_noise<double>(values, 1.0, NoiseKey{0, 0, 0}, NoiseMode::kStandard, 0, -1.0),
                InvalidArgument);
-  EXPECT_THROW(add_scaled_gaussian_noise<double>(values, 1.0, NoiseKey{}, NoiseMode::kStandard, 0, NAN),
+  EXPECT_THROW(add_scaled_gaussian_noise<double>(values, 1.0, NoiseKey{0, 0, 0}, NoiseMode::kStandard, 0, NAN),
                InvalidArgument);
 }
 
@@ -128,10 +130,10 @@ TEST(GaussianNoise, AddsToExistingValuesAndScalesWithStddev) {
 
 TEST(GaussianNoise, ZeroStddevAndEmptyBufferChangeNothing) {
   std::vector<float> values{1.0f, -2.0f, 3.0f};
-  add_gaussian_noise<float>(values, 0.0, NoiseKey{});
+  add_gaussian_noise<float>(values, 0.0, NoiseKey{0, 0, 0});
   EXPECT_EQ(values, (std::vector<float>{1.0f, -2.0f, 3.0f}));
   std::vector<float> empty;
-  EXPECT_NO_THROW(add_gaussian_noise<float>(empty, 1.0, NoiseKey{}));
+  EXPECT_NO_THROW(add_gaussian_noise<float>(empty, 1.0, NoiseKey{0, 0, 0}));
 }
 
 TEST(GaussianNoise, DifferentStepsStreamsAndSeedsDiffer) {
@@ -151,18 +153,20 @@ TEST(GaussianNoise, RejectsBadArguments) {
   std::vector<float> values(4, 0.0f);
   for (double bad : {-1.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
                      -std::numeric_limits<double>::infinity()}) {
-    EXPECT_THROW(add_gaussian_noise<float>(values, bad, NoiseKey{}), InvalidArgument) << bad;
+    EXPECT_THROW(add_gaussian_noise<float>(values, bad, NoiseKey{0, 0, 0}), InvalidArgument) << bad;
   }
-  EXPECT_THROW(add_gaussian_noise<float>(values, 1.0, NoiseKey{}, static_cast<NoiseMode>(7)), InvalidArgument);
+  EXPECT_THROW(add_gaussian_noise<float>(values, 1.0, NoiseKey{0, 0, 0}, static_cast<NoiseMode>(7)), InvalidArgument);
   // Coordinates past the 2^33 normals of one stream would wrap the block counter and repeat noise.
-  EXPECT_THROW(add_gaussian_noise<float>(values, 1.0, NoiseKey{}, NoiseMode::kStandard, (std::uint64_t{1} << 33) - 2),
-               InvalidArgument);
-  EXPECT_THROW(add_gaussian_noise<float>(values, 1.0, NoiseKey{}, NoiseMode::kSecure, (std::uint64_t{1} << 31) - 2),
-               InvalidArgument);
+  EXPECT_THROW(
+      add_gaussian_noise<float>(values, 1.0, NoiseKey{0, 0, 0}, NoiseMode::kStandard, (std::uint64_t{1} << 33) - 2),
+      InvalidArgument);
+  EXPECT_THROW(
+      add_gaussian_noise<float>(values, 1.0, NoiseKey{0, 0, 0}, NoiseMode::kSecure, (std::uint64_t{1} << 31) - 2),
+      InvalidArgument);
   EXPECT_NO_THROW(
-      add_gaussian_noise<float>(values, 1.0, NoiseKey{}, NoiseMode::kStandard, (std::uint64_t{1} << 33) - 4));
+      add_gaussian_noise<float>(values, 1.0, NoiseKey{0, 0, 0}, NoiseMode::kStandard, (std::uint64_t{1} << 33) - 4));
   try {
-    add_gaussian_noise<float>(values, -2.5, NoiseKey{});
+    add_gaussian_noise<float>(values, -2.5, NoiseKey{0, 0, 0});
   } catch (const InvalidArgument& e) {
     EXPECT_NE(std::string(e.what()).find("stddev"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("-2.5"), std::string::npos) << e.what();
@@ -172,6 +176,54 @@ TEST(GaussianNoise, RejectsBadArguments) {
 TEST(SecureSeed, DrawsDistinctSeeds) {
   // Two equal 64-bit draws from the CSPRNG: probability 2^-64, a failure means a broken source.
   EXPECT_NE(secure_random_seed(), secure_random_seed());
+}
+
+// Two tensors of one step must never share noise. The raw call with one key gives both the same
+// vector (the hazard, shown first as a negative control); NoiseStreams and the multi-tensor call give
+// each tensor its own stream, the same numbers as raw calls on streams 0, 1, ...
+TEST(NoiseStreams, EveryTensorGetsAStreamOfItsOwn) {
+  std::vector<double> a(1000, 0.0), b(1000, 0.0);
+  add_gaussian_noise<double>(a, 1.0, NoiseKey{3, 4, 0});
+  add_gaussian_noise<double>(b, 1.0, NoiseKey{3, 4, 0});
+  EXPECT_EQ(a, b);  // same key: same noise
+
+  std::vector<double> x(1000, 0.0), y(1000, 0.0), z(37, 0.0);
+  NoiseStreams streams(3, 4);
+  streams.add<double>(x, 1.0);
+  streams.add<double>(y, 1.0);
+  streams.add<double>(z, 2.0);
+  EXPECT_EQ(streams.used(), 3u);
+  EXPECT_EQ(x, a);  // stream 0
+  EXPECT_NE(x, y);
+  std::vector<double> expected_y(1000, 0.0), expected_z(37, 0.0);
+  add_gaussian_noise<double>(expected_y, 1.0, NoiseKey{3, 4, 1});
+  add_gaussian_noise<double>(expected_z, 2.0, NoiseKey{3, 4, 2});
+  EXPECT_EQ(y, expected_y);
+  EXPECT_EQ(z, expected_z);
+  // Independent, not merely different: the correlation of the two tensors' noise is about 0
+  // (|r| < 0.15 fails with probability 2e-6 for 1000 independent pairs).
+  double xy = 0.0, xx = 0.0, yy = 0.0;
+  for (std::size_t j = 0; j < x.size(); ++j) {
+    xy += x[j] * y[j];
+    xx += x[j] * x[j];
+    yy += y[j] * y[j];
+  }
+  EXPECT_LT(std::abs(xy / std::sqrt(xx * yy)), 0.15);
+
+  std::vector<double> p(1000, 0.0), q(1000, 0.0), r(37, 0.0);
+  const std::vector<std::span<double>> tensors{p, q, r};
+  add_gaussian_noise<double>(tensors, 1.0, 3, 4);
+  EXPECT_EQ(p, x);
+  EXPECT_EQ(q, y);
+  EXPECT_NE(r, z);  // stddev 1, not 2
+}
+
+TEST(NoiseStreams, KeysAreTakenOnceAndRunOut) {
+  NoiseStreams streams(1, 2, NoiseMode::kSecure, 0xFFFFFFFEu);
+  EXPECT_EQ(streams.take().stream, 0xFFFFFFFEu);
+  EXPECT_EQ(streams.take().stream, 0xFFFFFFFFu);
+  EXPECT_THROW(streams.take(), InvalidArgument);
+  EXPECT_THROW(NoiseStreams(1, 2, static_cast<NoiseMode>(5)), InvalidArgument);
 }
 
 }  // namespace

@@ -113,8 +113,11 @@ void add_scaled_gaussian_noise(std::span<Scalar> values, double stddev, const No
 }
 
 // Adds N(0, stddev^2) noise to every element of `values`. Element j receives the noise of global
-// coordinate first_coordinate + j of the stream `key`, so a model split over several buffers gets
-// the same noise as one contiguous buffer, and the result is bit-identical for any thread count
+// coordinate first_coordinate + j of the stream `key`. Two calls with the same key and overlapping
+// coordinates add the same noise: for several tensors use NoiseStreams (noise_streams.hpp), which
+// gives each its own stream, or disjoint coordinate ranges of one stream (a model split over several
+// buffers then gets the same noise as one contiguous buffer). The result is bit-identical for any
+// thread count
 // and on the GPU (dpsgd::cuda::add_gaussian_noise) up to the final rounding of the transcendental
 // functions. stddev = 0 leaves `values` unchanged. Throws InvalidArgument for a negative or
 // non-finite stddev, an unknown mode, or a coordinate range beyond the stream (2^32 Philox blocks).

@@ -14,10 +14,15 @@ namespace dpsgd {
 // Where a noise value comes from: (seed, step, stream) fixes a stream of standard normals, and
 // coordinate i of a buffer takes the i-th value of that stream (two per Philox block), so the
 // value depends only on (key, i): not on thread count, chunking or device.
+// The three parts are required: a key with a defaulted stream would let two tensors of a step share
+// one stream, and so one noise vector. NoiseStreams hands every tensor a stream of its own.
 struct NoiseKey {
-  std::uint64_t seed = 0;
-  std::uint64_t step = 0;
-  std::uint32_t stream = 0;
+  DPSGD_HOST_DEVICE constexpr NoiseKey(std::uint64_t seed_, std::uint64_t step_, std::uint32_t stream_)
+      : seed(seed_), step(step_), stream(stream_) {}
+
+  std::uint64_t seed;
+  std::uint64_t step;
+  std::uint32_t stream;
 };
 
 // How a noise value is formed from standard normals.
