@@ -5,6 +5,8 @@
 #include <cmath>
 #include <exception>
 #include <limits>
+#include <numbers>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -20,8 +22,11 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // Smallest delta the accountant answers for (see PldOptions: below it rounding bounds stop being
 // negligible).
 constexpr double kMinDelta = 1e-300;
-// Largest noise multiplier calibration searches.
+// Largest and smallest noise multipliers calibration searches.
 constexpr double kMaxNoiseMultiplier = 1e6;
+constexpr double kMinNoiseMultiplier = 1e-6;
+// Calibration's first search runs on the PLD's first grid times this (about a sixteenth of the cost).
+constexpr double kCoarsening = 4.0;
 
 std::vector<GaussianPhase> mechanisms(std::span<const TrainingPhase> phases) {
   DPSGD_CHECK_ARG(!phases.empty(), "phases must hold at least one phase");
@@ -99,6 +104,254 @@ double epsilon_at(double q, double sigma, std::int64_t steps, std::int64_t n, st
                   const AccountantOptions& options) {
   const TrainingPhase phase{q, sigma, steps, n, capacity};
   return compute_epsilon(std::span<const TrainingPhase>(&phase, 1), delta, options);
+}
+
+// The smallest x (within x_tolerance, or with -f_tolerance <= f(x) <= 0) with f(x) <= 0, f decreasing,
+// searched from x0 (f0 = f(x0)):
+// secant steps (the first in slope_guess, at most max_step in x) until the sign changes, then regula
+// falsi with the Illinois rule. Returns an x where f <= 0 was seen (x0 if f0 <= 0 and nothing smaller
+// was found), or nothing if none was seen within max_evals. f may return +inf (infeasible, unknown by
+// how much): the search then bisects.
+struct SearchTrace {
+  double slope = 0.0;  // the last secant slope seen
+};
+
+template <typename F>
+std::optional<double> smallest_feasible(F&& f, double x0, double f0, double slope_guess, double x_tolerance,
+                                        double f_tolerance, int max_evals, SearchTrace* trace = nullptr) {
+  constexpr double kMaxStep = 1.5;
+  std::optional<double> feasible, infeasible;
+  double f_feasible = 0.0, f_infeasible = 0.0, slope = slope_guess;
+  double x_last = x0, f_last = f0;
+  (f0 <= 0.0 ? feasible : infeasible) = x0;
+  (f0 <= 0.0 ? f_feasible : f_infeasible) = f0;
+  int stale_side = 0;
+  for (int eval = 0; eval < max_evals; ++eval) {
+    if (feasible && f_feasible >= -f_tolerance) break;  // close enough below the boundary
+    double x;
+    if (feasible && infeasible) {
+      if (*feasible - *infeasible <= x_tolerance) break;
+      const bool secant = std::isfinite(f_infeasible) && f_infeasible != f_feasible;
+      x = secant ? *feasible - f_feasible * (*feasible - *infeasible) / (f_feasible - f_infeasible)
+                 : 0.5 * (*feasible + *infeasible);
+      const double margin = 0.01 * (*feasible - *infeasible);
+      x = std::clamp(x, *infeasible + margin, *feasible - margin);
+    } else {
+      // Aim half the tolerance inside, so that an accurate step lands feasible.
+      const double step =
+          std::isfinite(f_last) ? -(f_last + 0.5 * f_tolerance) / slope : (feasible ? -kMaxStep : kMaxStep);
+      x = x_last + std::clamp(step, -kMaxStep, kMaxStep);
+      if (std::fabs(x - x_last) < 0.5 * x_tolerance) x = x_last + (feasible ? -x_tolerance : x_tolerance);
+    }
+    const double fx = f(x);
+    if (std::isfinite(fx) && std::isfinite(f_last) && x != x_last) {
+      const double s = (fx - f_last) / (x - x_last);
+      if (s < 0.0 && std::isfinite(s)) slope = s;
+    }
+    x_last = x;
+    f_last = fx;
+    if (fx <= 0.0) {
+      if (stale_side == -1 && infeasible && std::isfinite(f_infeasible)) f_infeasible /= 2.0;
+      stale_side = -1;
+      feasible = x;
+      f_feasible = fx;
+    } else {
+      if (stale_side == 1 && feasible) f_feasible /= 2.0;
+      stale_side = 1;
+      infeasible = x;
+      f_infeasible = fx;
+    }
+  }
+  if (trace != nullptr) trace->slope = slope;
+  return feasible;
+}
+
+// The largest t in [good, max] with fits(t), given fits(good): doubling, then bisection.
+template <typename Fits>
+std::int64_t largest_fitting(std::int64_t good, std::int64_t max, Fits&& fits) {
+  std::int64_t bad = good + 1;
+  while (bad <= max && fits(bad)) {
+    good = bad;
+    bad = bad > max / 2 ? max + 1 : bad * 2;
+  }
+  while (bad - good > 1) {
+    const std::int64_t mid = good + (bad - good) / 2;
+    (fits(mid) ? good : bad) = mid;
+  }
+  return good;
+}
+
+// The PLD answer for one phase: the full refinement (what compute_epsilon takes the minimum of with
+// RDP) or, with first_grid, its first grid only (never below the full answer); nothing where the PLD
+// cannot answer.
+std::optional<PldResult> pld_answer(const TrainingPhase& phase, double delta, const PldOptions& options,
+                                    bool first_grid, double coarsening = 1.0) {
+  const double eta = truncation_probability(std::span<const TrainingPhase>(&phase, 1));
+  if (eta > 0.0 && delta <= 2.0 * eta) return std::nullopt;
+  const GaussianPhase mechanism{phase.sampling_rate, phase.noise_multiplier, phase.steps};
+  const std::span<const GaussianPhase> mechanisms(&mechanism, 1);
+  try {
+    PldResult result = first_grid ? detail::pld_epsilon_first_grid(mechanisms, delta, eta, options, coarsening)
+                                  : detail::pld_epsilon_with_charge(mechanisms, delta, eta, options);
+    if (std::isfinite(result.value) && result.value > 0.0) return result;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+// The smallest RDP-feasible noise multiplier (to 1e-5 relative): its RDP epsilon meets the target, so
+// every accountant's does (compute_epsilon never reports more than the RDP bound).
+double rdp_noise_multiplier(const TrainingPhase& shape, double epsilon, double delta,
+                            const AccountantOptions& options) {
+  AccountantOptions rdp = options;
+  rdp.kind = AccountantKind::kRdp;
+  const auto fits = [&](double sigma) {
+    return epsilon_at(shape.sampling_rate, sigma, shape.steps, shape.dataset_size, shape.capacity, delta, rdp) <=
+           epsilon;
+  };
+  double high = 1.0;
+  while (!fits(high)) {
+    high *= 2.0;
+    DPSGD_CHECK_ARG(high <= kMaxNoiseMultiplier, "no noise multiplier up to 1e6 reaches epsilon = "
+                                                     << epsilon << " at delta = " << delta << " in " << shape.steps
+                                                     << " steps of sampling rate " << shape.sampling_rate);
+  }
+  while (high > kMinNoiseMultiplier && fits(high / 2.0)) high /= 2.0;
+  double low = high / 2.0;
+  while (high / low > 1.0 + 1e-5) {
+    const double mid = std::sqrt(low * high);
+    (fits(mid) ? high : low) = mid;
+  }
+  return high;
+}
+
+// The largest count t <= max_count (to within max(1, t / 1e5)) with f(t) <= 0, for f increasing in t,
+// given that `good` passes: secant steps in log t from t0 (f0 = f(t0)), rounded to whole counts strictly
+// inside the bracket, regula falsi with the Illinois rule once both sides are known.
+template <typename F>
+std::int64_t largest_feasible_count(F&& f, std::int64_t good, std::int64_t t0, double f0, double slope,
+                                    std::int64_t max_count, double f_tolerance, int max_evals) {
+  std::int64_t bad = max_count + 1;
+  double f_good = -kInf, f_bad = kInf;
+  const auto record = [&](std::int64_t t, double ft, int& stale_side) {
+    if (ft <= 0.0) {
+      if (t > good) {
+        good = t;
+        f_good = ft;
+      }
+      if (stale_side == -1 && std::isfinite(f_bad)) f_bad /= 2.0;
+      stale_side = -1;
+    } else {
+      if (t < bad) {
+        bad = t;
+        f_bad = ft;
+      }
+      if (stale_side == 1 && std::isfinite(f_good)) f_good /= 2.0;
+      stale_side = 1;
+    }
+  };
+  int stale_side = 0;
+  record(t0, f0, stale_side);
+  double x_last = std::log(static_cast<double>(t0)), f_last = f0;
+  for (int eval = 0; eval < max_evals; ++eval) {
+    if (bad - good <= std::max<std::int64_t>(1, good / 100000) || f_good >= -f_tolerance) break;
+    double x;
+    if (std::isfinite(f_good) && std::isfinite(f_bad)) {
+      const double a = std::log(static_cast<double>(good)), b = std::log(static_cast<double>(bad));
+      x = a - f_good * (b - a) / (f_bad - f_good);
+    } else {
+      const double step = std::isfinite(f_last) ? -(f_last + 0.5 * f_tolerance) / slope : 1.5;
+      x = x_last + std::clamp(step, -1.5, 1.5);
+    }
+    const double t_real = std::exp(std::min(x, 62.0 * std::numbers::ln2));
+    const auto t = static_cast<std::int64_t>(
+        std::clamp(std::round(t_real), static_cast<double>(good + 1), static_cast<double>(bad - 1)));
+    const double ft = f(t);
+    const double xt = std::log(static_cast<double>(t));
+    if (std::isfinite(ft) && std::isfinite(f_last) && xt != x_last) {
+      const double s = (ft - f_last) / (xt - x_last);
+      if (s > 0.0 && std::isfinite(s)) slope = s;
+    }
+    x_last = xt;
+    f_last = ft;
+    record(t, ft, stale_side);
+  }
+  return good;
+}
+
+// The PLD side of calibration works on log sigma or log T. It searches first on a grid kCoarsening
+// times coarser than the PLD's first grid (about a sixteenth of the cost) to near the boundary, then
+// finely from there with the slope learnt: for sigma on the first grid itself, whose answer bounds
+// what compute_epsilon reports (so a sigma it accepts needs no further check); for whole step counts
+// with compute_epsilon's own answer, so the count is exact where single steps matter.
+struct CoarseStart {
+  double x;
+  double slope;
+};
+
+// The coarse stage for f decreasing in x, from the RDP solution x0.
+template <typename F>
+CoarseStart coarse_start(F&& coarse, double x0, double f0, double slope_guess, double x_tolerance) {
+  SearchTrace trace{slope_guess};
+  const auto x = smallest_feasible(coarse, x0, f0, slope_guess, x_tolerance, 1e-4, 24, &trace);
+  return {x ? *x : x0, trace.slope};
+}
+
+double pld_noise_multiplier(const TrainingPhase& shape, double epsilon, double delta, const AccountantOptions& options,
+                            double rdp_sigma) {
+  const double log_target = std::log(epsilon);
+  const auto f = [&](double coarsening) {
+    return [&, coarsening](double log_sigma) {
+      TrainingPhase phase = shape;
+      phase.noise_multiplier = std::exp(log_sigma);
+      const std::optional<PldResult> r = pld_answer(phase, delta, options.pld, true, coarsening);
+      return r ? std::log(r->value) - log_target : kInf;
+    };
+  };
+  const auto fine = f(1.0);
+  const auto coarse = f(kCoarsening);
+  const double x_rdp = std::log(rdp_sigma);
+  // Where even the first grid misses the target at the RDP sigma, the PLD is the looser bound here
+  // (smaller sigmas only raise its answer): RDP's sigma stands.
+  const double coarse_rdp = coarse(x_rdp);
+  CoarseStart start{x_rdp, -1.5};
+  double f_start;
+  if (coarse_rdp > 0.0) {
+    f_start = fine(x_rdp);
+    if (f_start > 0.0) return rdp_sigma;
+  } else {
+    start = coarse_start(coarse, x_rdp, coarse_rdp, -1.5, 1e-5);
+    f_start = fine(start.x);
+    // Normally the first grid's answer lies below the coarse one's, which meets the target here. Where
+    // it does not, the steps' rounding (which grows as the grid shrinks, over very long runs) dominates
+    // the PLD and RDP's sigma stands.
+    if (f_start > 0.0) return rdp_sigma;
+  }
+  const std::optional<double> x = smallest_feasible(fine, start.x, f_start, start.slope, 1e-5, 1e-4, 8);
+  return x ? std::min(rdp_sigma, std::exp(*x)) : rdp_sigma;
+}
+
+std::int64_t pld_steps(const TrainingPhase& shape, double epsilon, double delta, const AccountantOptions& options,
+                       std::int64_t rdp_steps, std::int64_t max_steps) {
+  const double log_target = std::log(epsilon);
+  const auto at = [&](std::int64_t steps, double coarsening, bool first_grid) {
+    TrainingPhase phase = shape;
+    phase.steps = steps;
+    const std::optional<PldResult> r = pld_answer(phase, delta, options.pld, first_grid, coarsening);
+    return r ? std::log(r->value) - log_target : kInf;
+  };
+  const auto steps_at = [&](double log_steps) {
+    return static_cast<std::int64_t>(std::clamp(std::round(std::exp(std::min(log_steps, 62.0 * std::numbers::ln2))),
+                                                1.0, static_cast<double>(max_steps)));
+  };
+  // The coarse stage on y = -log T, where the answer decreases.
+  const auto coarse = [&](double y) { return at(steps_at(-y), kCoarsening, true); };
+  const double y_rdp = -std::log(static_cast<double>(rdp_steps));
+  const CoarseStart start = coarse_start(coarse, y_rdp, coarse(y_rdp), -0.6, 2e-3);
+  const std::int64_t t0 = std::max(steps_at(-start.x), rdp_steps);
+  // A count is exact where single steps matter: the fine stage asks exactly what compute_epsilon asks.
+  const auto full = [&](std::int64_t t) { return at(t, 1.0, false); };
+  return largest_feasible_count(full, rdp_steps, t0, full(t0), -start.slope, max_steps, 0.0, 10);
 }
 
 }  // namespace
@@ -194,8 +447,8 @@ double compute_delta(std::span<const TrainingPhase> phases, double epsilon, cons
   return delta_answer(phases, epsilon, options).value;
 }
 
-double calibrate_noise_multiplier(double sampling_rate, std::int64_t steps, double epsilon, double delta,
-                                  const AccountantOptions& options, std::int64_t dataset_size, std::int64_t capacity) {
+NoiseCalibration calibrate_noise(double sampling_rate, std::int64_t steps, double epsilon, double delta,
+                                 const AccountantOptions& options, std::int64_t dataset_size, std::int64_t capacity) {
   validate_epsilon(epsilon);
   validate_query_delta(delta);
   validate_kind(options.kind);
@@ -206,93 +459,25 @@ double calibrate_noise_multiplier(double sampling_rate, std::int64_t steps, doub
   DPSGD_CHECK_ARG(eta == 0.0 || delta > 2.0 * eta,
                   "truncation probability " << eta << " (capacity " << capacity << " of " << dataset_size
                                             << ") leaves no room in delta = " << delta << "; raise the capacity");
-  const auto at = [&](double sigma, const AccountantOptions& o) {
-    return epsilon_at(sampling_rate, sigma, steps, dataset_size, capacity, delta, o);
-  };
-  // Bracket with RDP (microseconds a query): an RDP-feasible sigma is feasible for every accountant.
-  AccountantOptions rdp = options;
-  rdp.kind = AccountantKind::kRdp;
-  double high = 1.0;
-  while (at(high, rdp) > epsilon) {
-    high *= 2.0;
-    DPSGD_CHECK_ARG(high <= kMaxNoiseMultiplier, "no noise multiplier up to 1e6 reaches epsilon = "
-                                                     << epsilon << " at delta = " << delta << " in " << steps
-                                                     << " steps of sampling rate " << sampling_rate);
+  const double rdp_sigma = rdp_noise_multiplier(shape, epsilon, delta, options);
+  const double sigma = options.kind == AccountantKind::kRdp
+                           ? rdp_sigma
+                           : pld_noise_multiplier(shape, epsilon, delta, options, rdp_sigma);
+  // The searches accept only sigmas whose answers bound epsilon_answer's; check the promise itself.
+  TrainingPhase phase = shape;
+  phase.noise_multiplier = sigma;
+  const AccountingAnswer answer = epsilon_answer(std::span<const TrainingPhase>(&phase, 1), delta, options);
+  if (!(answer.value <= epsilon)) {
+    throw Error("dpsgd::calibrate_noise: noise multiplier " + describe("", sigma) + " gives epsilon " +
+                describe("", answer.value) + " above the target " + describe("", epsilon) +
+                describe(" at delta = ", delta) + "; please report this");
   }
-  while (high > 1e-6 && at(high / 2.0, rdp) <= epsilon) high /= 2.0;
-  {
-    double low = high / 2.0;
-    const double tolerance = options.kind == AccountantKind::kRdp ? 1e-5 : 1e-2;
-    while (high / low > 1.0 + tolerance) {
-      const double mid = std::sqrt(low * high);
-      (at(mid, rdp) <= epsilon ? high : low) = mid;
-    }
-  }
-  if (options.kind == AccountantKind::kPld) {
-    // The grid the PLD settles on for the RDP sigma serves every sigma of the search: each answer on
-    // it is still an upper bound, one composition per query instead of three. The search tolerates
-    // 5e-4 of grid error and aims below the target by twice the caller's tolerance, so that the
-    // adaptive answer callers get lands under the target.
-    AccountantOptions search = options;
-    {
-      PldOptions coarse = options.pld;
-      coarse.relative_error = std::max(coarse.relative_error, 5e-4);
-      const GaussianPhase at_high{sampling_rate, high, steps};
-      search.pld.fixed_grid =
-          detail::pld_epsilon_with_charge(std::span<const GaussianPhase>(&at_high, 1), delta, eta, coarse).grid;
-    }
-    const double aim = epsilon * (1.0 - 2.0 * options.pld.relative_error);
-    // log epsilon is close to linear in log sigma: regula falsi on the logs, with the Illinois rule.
-    const auto f = [&](double sigma) { return std::log(at(sigma, search)) - std::log(aim); };
-    double f_high = f(high);
-    for (int guard = 0; guard < 20 && f_high > 0.0; ++guard) {  // the fixed grid differs from RDP by a hair
-      high *= 1.01;
-      f_high = f(high);
-    }
-    double low = high * 0.85, f_low = f(low);
-    while (f_low <= 0.0) {
-      high = low;
-      f_high = f_low;
-      low *= 0.85;
-      DPSGD_CHECK_ARG(low > 1e-6, "epsilon = " << epsilon << " is met by any noise multiplier above 1e-6");
-      f_low = f(low);
-    }
-    int stale_side = 0;
-    for (int it = 0; it < 60 && high / low - 1.0 > 1e-4; ++it) {
-      double mid;
-      const bool probe = f_high > -1e-5;
-      if (probe) {
-        mid = high * (1.0 - 1e-4);
-      } else if (std::isfinite(f_low) && f_low != f_high) {
-        const double a = std::log(low), b = std::log(high);
-        mid = std::exp(b - f_high * (b - a) / (f_high - f_low));
-        mid = std::clamp(mid, low + 0.01 * (high - low), high - 0.01 * (high - low));
-      } else {
-        mid = std::sqrt(low * high);
-      }
-      const double f_mid = f(mid);
-      if (f_mid <= 0.0) {
-        high = mid;
-        f_high = f_mid;
-        if (stale_side == -1 && std::isfinite(f_low)) f_low /= 2.0;
-        stale_side = -1;
-      } else {
-        if (probe) break;  // sigma 1e-4 below high misses the target: high is the answer
-        low = mid;
-        f_low = f_mid;
-        if (stale_side == 1) f_high /= 2.0;
-        stale_side = 1;
-      }
-    }
-  }
-  // The promise is about compute_epsilon as callers run it: verify, nudging sigma up a few times.
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    if (at(high, options) <= epsilon) return high;
-    high *= 1.0 + 4.0 * options.pld.relative_error * (attempt + 1);
-  }
-  throw Error("dpsgd::calibrate_noise_multiplier: could not verify a noise multiplier for epsilon = " +
-              describe("", epsilon) + describe(" at delta = ", delta) + "; the accountant's answers near it are " +
-              "not consistent enough (try a larger PldOptions::relative_error)");
+  return {sigma, answer};
+}
+
+double calibrate_noise_multiplier(double sampling_rate, std::int64_t steps, double epsilon, double delta,
+                                  const AccountantOptions& options, std::int64_t dataset_size, std::int64_t capacity) {
+  return calibrate_noise(sampling_rate, steps, epsilon, delta, options, dataset_size, capacity).noise_multiplier;
 }
 
 std::int64_t calibrate_steps(double sampling_rate, double noise_multiplier, double epsilon, double delta,
@@ -303,41 +488,19 @@ std::int64_t calibrate_steps(double sampling_rate, double noise_multiplier, doub
   validate_kind(options.kind);
   options.pld.validate();
   DPSGD_CHECK_ARG(max_steps >= 1, "max_steps must be >= 1, got " << max_steps);
-  validate_training_phase(TrainingPhase{sampling_rate, noise_multiplier, 1, dataset_size, capacity});
+  const TrainingPhase shape{sampling_rate, noise_multiplier, 1, dataset_size, capacity};
+  validate_training_phase(shape);
   const auto fits = [&](std::int64_t steps, const AccountantOptions& o) {
-    const TrainingPhase phase{sampling_rate, noise_multiplier, steps, dataset_size, capacity};
-    return compute_epsilon(std::span<const TrainingPhase>(&phase, 1), delta, o) <= epsilon;
-  };
-  // The largest count in [good, bad) that fits, given that good fits and bad does not (or is past max_steps).
-  const auto largest = [&](std::int64_t good, const AccountantOptions& o) {
-    std::int64_t bad = good + 1;
-    while (bad <= max_steps && fits(bad, o)) {
-      good = bad;
-      bad = bad > max_steps / 2 ? max_steps + 1 : bad * 2;
-    }
-    while (bad - good > 1) {
-      const std::int64_t mid = good + (bad - good) / 2;
-      (fits(mid, o) ? good : bad) = mid;
-    }
-    return good;
+    return epsilon_at(sampling_rate, noise_multiplier, steps, dataset_size, capacity, delta, o) <= epsilon;
   };
   if (!fits(1, options)) return 0;
   // RDP (microseconds a query) brackets from below: an RDP-feasible count fits every accountant.
   AccountantOptions rdp = options;
   rdp.kind = AccountantKind::kRdp;
-  const std::int64_t rdp_steps = fits(1, rdp) ? largest(1, rdp) : 1;
-  if (options.kind == AccountantKind::kRdp) return rdp_steps;
-  // The PLD search on the grid found at the RDP count, then a check with the caller's options.
-  AccountantOptions search = options;
-  {
-    const GaussianPhase at_rdp{sampling_rate, noise_multiplier, rdp_steps};
-    search.pld.fixed_grid = pld_epsilon(std::span<const GaussianPhase>(&at_rdp, 1), delta, options.pld).grid;
-  }
-  std::int64_t steps = largest(rdp_steps, search);
-  for (int guard = 0; guard < 64 && steps > rdp_steps && !fits(steps, options); ++guard)
-    steps -= std::max<std::int64_t>(1, steps / 10000);
-  for (int guard = 0; guard < 16 && steps < max_steps && fits(steps + 1, options); ++guard) ++steps;
-  return std::max(steps, rdp_steps);
+  const std::int64_t rdp_steps =
+      fits(1, rdp) ? largest_fitting(1, max_steps, [&](std::int64_t t) { return fits(t, rdp); }) : 1;
+  if (options.kind == AccountantKind::kRdp || rdp_steps == max_steps) return rdp_steps;
+  return pld_steps(shape, epsilon, delta, options, rdp_steps, max_steps);
 }
 
 }  // namespace dpsgd

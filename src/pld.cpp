@@ -31,6 +31,8 @@ constexpr double kMaxTilt = 1e4;
 constexpr double kWorkBudget = 6.0e7;
 // Most points one step's PMF may have; the grid is coarsened to respect it.
 constexpr double kMaxStepPoints = double(1 << 21);
+// Points of the copy of the steps that tilt decisions are taken on.
+constexpr double kTiltPoints = 4096.0;
 // Smallest delta a query may ask about (the smallest normal double is 2.2e-308; below 1e-300 the
 // bounds on rounding in the construction are no longer negligible).
 constexpr double kMinDelta = 1e-300;
@@ -91,6 +93,7 @@ struct GridAnswer {
   double value = 0.0;
   double nominal = 0.0;  // without the composition's error bounds: value - nominal is what they cost
   double work = 0.0;
+  double window_points = 0.0;  // the widest window
   bool consistent = true;
   std::string problem;
 };
@@ -118,17 +121,20 @@ class PldSolver {
   }
 
   // The coarsest grid at which every step fits kMaxStepPoints points.
-  double step_grid_floor() const {
+  double step_grid_floor() const { return widest_range() / kMaxStepPoints; }
+
+  double widest_range() const {
     double widest = 0.0;
     for (const auto& ranges : ranges_) {
       for (const auto& range : ranges) widest = std::max(widest, static_cast<double>(range.highest - range.lowest));
     }
-    return widest / kMaxStepPoints;
+    return widest;
   }
 
   // Both directions on one grid (in parallel). Throws detail::GridTooFine when a composition needs
   // more than max_points.
   GridAnswer at(double grid) {
+    GridAnswer answer;
     std::array<GridAnswer, 2> answers;
     std::array<std::exception_ptr, 2> errors;
 #pragma omp parallel for num_threads(2) schedule(static, 1)
@@ -142,11 +148,11 @@ class PldSolver {
     for (const auto& error : errors) {
       if (error) std::rethrow_exception(error);
     }
-    GridAnswer answer;
     for (const GridAnswer& a : answers) {
       answer.value = std::max(answer.value, a.value);
       answer.nominal = std::max(answer.nominal, a.nominal);
       answer.work += a.work;
+      answer.window_points = std::max(answer.window_points, a.window_points);
       answer.consistent = answer.consistent && a.consistent;
       if (!a.problem.empty()) answer.problem = a.problem;
     }
@@ -164,19 +170,21 @@ class PldSolver {
       counts.push_back(phases_[j].steps);
     }
     const detail::PldComposer composer(std::move(pmfs), std::move(counts));
-    // The tilt depends on the distribution, hardly on the grid: chosen on the first grid, kept after.
-    if (!tilt_[d]) tilt_[d] = choose_tilt(composer, d);
+    // The tilt depends on the distribution, hardly on the grid: chosen once, kept after.
+    if (!tilt_[d]) tilt_[d] = choose_tilt(grid, d);
     GridAnswer answer = compose_and_ask(composer, tilt_[d]->chosen);
     // The error bounds are tight where the tilt centres the composition on the answer. If they cost
     // more than a quarter of the target accuracy, centre it on the answer found and ask again (and keep
     // that tilt); both answers are upper bounds.
     if (std::isfinite(answer.nominal) && answer.nominal > 0.0 &&
         answer.value > answer.nominal * (1.0 + 0.25 * options_.relative_error)) {
-      const double retilt =
-          query_.kind == Query::Kind::kEpsilon ? composer.saddlepoint_tilt(answer.nominal, kMaxTilt) : tilt_[d]->saddle;
+      const double retilt = query_.kind == Query::Kind::kEpsilon
+                                ? tilt_composer(grid, d).saddlepoint_tilt(answer.nominal, kMaxTilt)
+                                : tilt_[d]->saddle;
       if (retilt != tilt_[d]->chosen) {
         GridAnswer second = compose_and_ask(composer, retilt);
         second.work += answer.work;
+        second.window_points = std::max(second.window_points, answer.window_points);
         if (second.value <= answer.value) {
           answer = second;
           tilt_[d]->chosen = retilt;
@@ -191,7 +199,26 @@ class PldSolver {
     double chosen;  // what the compositions use (economical_tilt)
   };
 
-  Tilt choose_tilt(const detail::PldComposer& composer, int d) const {
+  // The steps on a grid of at most kTiltPoints points, for the tilt decisions: they read moments and
+  // Chernoff bounds, which hardly depend on the grid, and on the compositions' grid each costs a pass
+  // over every point. (Any tilt gives an upper bound; a good one only makes it tight.)
+  const detail::PldComposer& tilt_composer(double grid, int d) {
+    if (!tilt_composers_[d]) {
+      const double coarse = std::max(grid, widest_range() / kTiltPoints);
+      std::vector<PrivacyLossPmf> pmfs;
+      std::vector<std::int64_t> counts;
+      for (std::size_t j = 0; j < phases_.size(); ++j) {
+        pmfs.push_back(detail::discretise_subsampled_gaussian(phases_[j].sampling_rate, phases_[j].noise_multiplier,
+                                                              coarse, static_cast<PldDirection>(d), ranges_[d][j]));
+        counts.push_back(phases_[j].steps);
+      }
+      tilt_composers_[d].emplace(std::move(pmfs), std::move(counts));
+    }
+    return *tilt_composers_[d];
+  }
+
+  Tilt choose_tilt(double grid, int d) {
+    const detail::PldComposer& composer = tilt_composer(grid, d);
     double saddle, target_loss, target_delta;
     if (query_.kind == Query::Kind::kDelta) {
       target_loss = query_.target;
@@ -206,17 +233,17 @@ class PldSolver {
     // of delta moves epsilon by about r / (tilt * epsilon) relative (d log delta / d eps ~ -tilt).
     const double gap_limit = 0.25 * options_.relative_error *
                              (query_.kind == Query::Kind::kEpsilon ? std::max(1.0, saddle * target_loss) : 1.0);
-    (void)d;
     return {saddle,
-            composer.economical_tilt(saddle, target_loss, target_delta, kWindowTail, window_budget_, gap_limit)};
+            composer.economical_tilt(saddle, target_loss, target_delta, kWindowTail, window_budget_, gap_limit, grid)};
   }
 
   GridAnswer compose_and_ask(const detail::PldComposer& composer, double tilt) const {
     const detail::TiltedComposition composition =
         composer.compose(tilt, kWindowTail, window_budget_, options_.max_points);
     GridAnswer answer;
-    const double n = static_cast<double>(composition.coefficients.size());
+    const double n = static_cast<double>(composition.fft_points);
     answer.work = n * static_cast<double>(phases_.size() + 1);
+    answer.window_points = composition.window_points;
     answer.value = query_(composition, true);
     answer.nominal = query_(composition, false);
     // The tilted coefficients sum to 1 in exact arithmetic (aliased tails only add); far from it,
@@ -237,6 +264,7 @@ class PldSolver {
   PldOptions options_;
   std::array<std::vector<detail::StepRange>, 2> ranges_;
   std::array<std::optional<Tilt>, 2> tilt_;
+  std::array<std::optional<detail::PldComposer>, 2> tilt_composers_;
   double expected_delta_;
   double window_budget_ = 1e-30;
 };
@@ -274,7 +302,9 @@ GridAnswer first_fitting(PldSolver& solver, double& grid, double factor) {
   throw detail::GridTooFine("dpsgd: no grid fits the composition in max_points");
 }
 
-PldResult refine(PldSolver& solver, double start_grid, const PldOptions& options) {
+// first_only: stop after the first grid (an upper bound on what the full refinement returns, which
+// takes the minimum over its grids).
+PldResult refine(PldSolver& solver, double start_grid, const PldOptions& options, bool first_only) {
   PldResult result;
   double spent = 0.0;
   bool consistent = true;
@@ -301,13 +331,28 @@ PldResult refine(PldSolver& solver, double start_grid, const PldOptions& options
   const std::optional<GridAnswer> coarse = first_fitting(solver, coarse_grid, 4.0);
   take(*coarse);
   double best = coarse->value, best_grid = coarse_grid, gap = coarse->value - coarse->nominal;
+  double points = coarse->window_points;
+  // Windows scale with 1 / grid (their ends hardly move). A grid whose window would exceed max_points
+  // by a margin is not tried: the composition would throw only after its setup.
+  const auto surely_too_fine = [&](double from, double to) {
+    return 0.95 * points * from / to > static_cast<double>(options.max_points);
+  };
+  if (first_only) {
+    result.value = coarse->value;
+    result.grid = coarse_grid;
+    result.error_estimate = kInf;
+    result.tight = consistent;
+    result.note = problem;
+    return result;
+  }
   double fine_grid = coarse_grid / 2.0;
   double fine_value = kInf;
   double error = kInf;
   try {
-    if (coarse->value > 0.0 && spent * 2.0 <= kWorkBudget) {
+    if (coarse->value > 0.0 && spent * 2.0 <= kWorkBudget && !surely_too_fine(coarse_grid, fine_grid)) {
       const GridAnswer fine = solver.at(fine_grid);
       take(fine);
+      points = fine.window_points;
       fine_value = fine.value;
       error = std::abs(coarse->value - fine.value) / 3.0;
       if (fine.value <= best) {
@@ -323,7 +368,7 @@ PldResult refine(PldSolver& solver, double start_grid, const PldOptions& options
     const double ratio = std::clamp(0.8 * std::sqrt(options.relative_error * fine_value / error), 0.05, 0.5);
     const double next_grid = std::max(options.min_grid, fine_grid * ratio);
     // Work grows in inverse proportion to the grid; stop where the budget would run out.
-    if (spent + spent * fine_grid / next_grid > kWorkBudget) break;
+    if (spent + spent * fine_grid / next_grid > kWorkBudget || surely_too_fine(fine_grid, next_grid)) break;
     GridAnswer next;
     try {
       next = solver.at(next_grid);
@@ -331,6 +376,7 @@ PldResult refine(PldSolver& solver, double start_grid, const PldOptions& options
       break;
     }
     take(next);
+    points = next.window_points;
     const double predicted_drop = error * (1.0 - ratio * ratio);
     const double observed_drop = std::abs(fine_value - next.value);
     error = observed_drop <= 1.5 * predicted_drop + 1e-15 ? error * ratio * ratio
@@ -345,11 +391,19 @@ PldResult refine(PldSolver& solver, double start_grid, const PldOptions& options
   }
   result.value = best;
   result.grid = best_grid;
+  // With one grid only (a finer one did not fit), the discretisation error is unknown.
+  const bool unmeasured = !std::isfinite(error) && best > 0.0 && std::isfinite(best);
   const double grid_error = std::isfinite(error) && best > 0.0 ? error / best : 0.0;
   result.error_estimate = best > 0.0 && std::isfinite(best) ? grid_error + std::max(0.0, gap) / best : 0.0;
+  if (unmeasured) result.error_estimate = kInf;
   result.tight = consistent && result.error_estimate <= 10.0 * options.relative_error;
   if (!consistent) {
     result.note = problem;
+  } else if (unmeasured) {
+    std::ostringstream note;
+    note.precision(3);
+    note << "PLD accuracy unknown: no grid finer than " << best_grid << " fits the work budget";
+    result.note = note.str();
   } else if (!result.tight && std::isfinite(best)) {
     std::ostringstream note;
     note.precision(3);
@@ -360,13 +414,15 @@ PldResult refine(PldSolver& solver, double start_grid, const PldOptions& options
 }
 
 // expected: an upper bound on the answer (RDP), which guides the first grid and the tail budgets.
-PldResult solve(std::span<const GaussianPhase> phases, const Query& query, double expected, const PldOptions& options) {
+PldResult solve(std::span<const GaussianPhase> phases, const Query& query, double expected, const PldOptions& options,
+                bool first_only = false, double coarsening = 1.0) {
   options.validate();
   const detail::ReducedPhases reduced = active_phases(phases);
   if (reduced.phases.empty()) return {};
   PldSolver solver(reduced.phases, query, options, query.kind == Query::Kind::kDelta ? expected : 1.0);
   const double expected_epsilon = query.kind == Query::Kind::kEpsilon ? expected : query.target;
-  PldResult result = refine(solver, starting_grid(reduced.phases, expected_epsilon, solver.step_grid_floor()), options);
+  const double start = coarsening * starting_grid(reduced.phases, expected_epsilon, solver.step_grid_floor());
+  PldResult result = refine(solver, start, options, first_only);
   if (reduced.ratio > 1.0) {
     std::ostringstream note;
     note.precision(6);
@@ -431,6 +487,17 @@ PldResult pld_epsilon_with_charge(std::span<const GaussianPhase> phases, double 
   DPSGD_CHECK_ARG(std::isfinite(truncation) && truncation >= 0.0 && truncation < 1.0,
                   "truncation must be in [0, 1), got " << truncation);
   return solve(phases, Query{Query::Kind::kEpsilon, delta, truncation}, rdp_estimate(phases, delta), options);
+}
+
+PldResult pld_epsilon_first_grid(std::span<const GaussianPhase> phases, double delta, double truncation,
+                                 const PldOptions& options, double coarsening) {
+  DPSGD_CHECK_ARG(std::isfinite(coarsening) && coarsening >= 1.0, "coarsening must be >= 1, got " << coarsening);
+  validate_delta(delta);
+  DPSGD_CHECK_ARG(delta >= kMinDelta, "delta must be >= 1e-300, got " << delta);
+  DPSGD_CHECK_ARG(std::isfinite(truncation) && truncation >= 0.0 && truncation < 1.0,
+                  "truncation must be in [0, 1), got " << truncation);
+  return solve(phases, Query{Query::Kind::kEpsilon, delta, truncation}, rdp_estimate(phases, delta), options, true,
+               coarsening);
 }
 
 }  // namespace detail

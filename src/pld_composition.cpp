@@ -74,14 +74,19 @@ struct LogMassTable {
   double largest_log_mass = 0.0, largest_loss = 0.0;  // in absolute value
   double grid = 0.0;
 
+  // Zero masses between positive ones stay in the table (as terms 0): fine grids leave many isolated
+  // zeros in a PMF's far tails, and each gap would cost an exact exp.
   explicit LogMassTable(const PrivacyLossPmf& pmf) : grid(pmf.grid) {
-    for (std::size_t j = 0; j < pmf.mass.size(); ++j) {
-      if (!(pmf.mass[j] > 0.0)) continue;
-      mass.push_back(pmf.mass[j]);
-      log_mass.push_back(std::log(pmf.mass[j]));
+    std::size_t begin = 0, end = pmf.mass.size();
+    while (begin < end && !(pmf.mass[begin] > 0.0)) ++begin;
+    while (end > begin && !(pmf.mass[end - 1] > 0.0)) --end;
+    for (std::size_t j = begin; j < end; ++j) {
+      const bool positive = pmf.mass[j] > 0.0;
+      mass.push_back(positive ? pmf.mass[j] : 0.0);
+      log_mass.push_back(positive ? std::log(pmf.mass[j]) : -kInf);
       index.push_back(pmf.offset + static_cast<std::int64_t>(j));
       loss.push_back(pmf.grid * static_cast<double>(index.back()));
-      largest_log_mass = std::max(largest_log_mass, std::fabs(log_mass.back()));
+      if (positive) largest_log_mass = std::max(largest_log_mass, std::fabs(log_mass.back()));
       largest_loss = std::max(largest_loss, std::fabs(loss.back()));
     }
   }
@@ -466,17 +471,29 @@ TiltedComposition PldComposer::compose(double tilt, double tail_mass, double inf
     total += c;
   }
   result.tilted_total = static_cast<double>(total);
+  result.fft_points = n;
+  result.window_points = static_cast<double>(width);
   result.log_scale = static_cast<double>(log_scale);
   // Untilting multiplies by exp(log_scale - tilt L): the exponent is rounded relative to its parts.
   const double largest_window_loss =
       grid * std::max(std::fabs(static_cast<double>(result.first)), std::fabs(static_cast<double>(high)));
   result.log_slack = static_cast<double>(log_input_slack + 8.0L * kUnitLd * log_scale_magnitude) +
                      8.0 * kUnit * (std::fabs(result.log_scale) + tilt * largest_window_loss + 2.0);
-  // The untilted mass above the window, by the Chernoff bound that placed its top (at most
-  // infinity_budget, times the rounding allowance), counted as infinite loss.
+  // The window reaches past upper_untilted only so that the tilted tail does not wrap around onto it.
+  // Above upper_untilted the untilted mass is at most the Chernoff bound that placed it: those points
+  // are dropped and the bound (times the rounding allowance) counted as infinite loss instead, which
+  // is pessimistic and spares the queries a walk through them.
+  long double top_index = high;
+  if (std::isfinite(upper_untilted)) {
+    top_index = std::min(top_index, std::max(static_cast<long double>(result.first),
+                                             std::ceil(static_cast<long double>(upper_untilted) / grid)));
+    result.coefficients.resize(static_cast<std::size_t>(top_index - static_cast<long double>(result.first)) + 1);
+  }
   long double infinity = steps_infinity * (1.0L + 16.0L * kUnitLd) + 1e-300L;
   if (std::isfinite(upper)) {
-    const long double top = static_cast<long double>(grid) * (high + 1.0L) - grid;
+    // Every dropped or cut-off loss is at least (top_index + 1) grid; the bound is taken at top_index
+    // grid (or at upper_untilted where that is higher), slightly pessimistic.
+    const long double top = static_cast<long double>(grid) * top_index;
     infinity += std::exp(static_cast<long double>(cut_log_mgf + result.log_slack) -
                          static_cast<long double>(cut_order) * std::max<long double>(top, upper_untilted));
   }
@@ -538,10 +555,10 @@ double PldComposer::tilted_mean(double tilt) const {
 }
 
 double PldComposer::economical_tilt(double saddle_tilt, double target_loss, double target_delta, double tail_mass,
-                                    double infinity_budget, double gap_limit) const {
+                                    double infinity_budget, double gap_limit, double fft_grid) const {
   const std::vector<LogMassTable>& tables = tables_->tables;
   const std::span<const std::int64_t> counts(counts_);
-  const double grid = pmfs_[0].grid;
+  const double grid = fft_grid;
   double total_steps = 0.0;
   for (const std::int64_t t : counts) total_steps += static_cast<double>(t);
   // Smaller tilts give narrower windows (down to the untilted distribution's) and larger predicted

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <sstream>
 #include <vector>
 
 #include "dpsgd/accounting/detail/hockey_stick.hpp"
@@ -83,9 +84,12 @@ PrivacyLossPmf discretise_subsampled_gaussian(double sampling_rate, double noise
                                               PldDirection direction, const StepRange& range) {
   const Real h = grid;
   const Real span = (range.highest - range.lowest) / h;
-  DPSGD_CHECK_ARG(span < kMaxStepPoints, "grid " << grid << " needs " << static_cast<double>(span)
-                                                 << " points for one step (at most "
-                                                 << static_cast<double>(kMaxStepPoints) << "); use a coarser grid");
+  if (!(span < kMaxStepPoints)) {
+    std::ostringstream message;
+    message << "dpsgd: grid " << grid << " needs " << static_cast<double>(span) << " points for one step (at most "
+            << static_cast<double>(kMaxStepPoints) << "); use a coarser grid";
+    throw GridTooFine(message.str());
+  }
   const auto first = static_cast<std::int64_t>(std::floor(range.lowest / h));
   const auto last = std::max(first + 2, static_cast<std::int64_t>(std::ceil(range.highest / h)));
   const std::int64_t n = last - first + 1;

@@ -242,11 +242,10 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       truncation_of(flags, n, b);
       if (validate_only) return 0;
       const auto steps = static_cast<std::int64_t>(flags.steps);
-      const double sigma =
-          dpsgd::calibrate_noise_multiplier(flags.sampling_rate, steps, flags.epsilon, flags.delta, options, n, b);
-      const dpsgd::TrainingPhase phase{flags.sampling_rate, sigma, steps, n, b};
-      const dpsgd::AccountingAnswer answer =
-          dpsgd::epsilon_answer(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.delta, options);
+      const dpsgd::NoiseCalibration calibration =
+          dpsgd::calibrate_noise(flags.sampling_rate, steps, flags.epsilon, flags.delta, options, n, b);
+      const double sigma = calibration.noise_multiplier;
+      const dpsgd::AccountingAnswer& answer = calibration.answer;
       nlohmann::json result = base_json(flags, flags.sampling_rate, steps, n, b);
       result["noise_multiplier"] = sigma;
       result["epsilon"] = answer.value;

@@ -66,17 +66,28 @@ AccountingAnswer delta_answer(std::span<const TrainingPhase> phases, double epsi
                               const AccountantOptions& options = {});
 double compute_delta(std::span<const TrainingPhase> phases, double epsilon, const AccountantOptions& options = {});
 
+// A calibrated noise multiplier with the accountant's answer for it (what epsilon_answer returns).
+struct NoiseCalibration {
+  double noise_multiplier = 0.0;
+  AccountingAnswer answer;
+};
+
 // The smallest noise multiplier (within relative 1e-4) whose run of `steps` steps at `sampling_rate`
-// meets (epsilon, delta); the result is verified: compute_epsilon(sigma) <= epsilon with the same
-// options. `dataset_size` and `capacity` > 0 add truncation. Throws InvalidArgument when no sigma
-// <= 1e6 meets the target (or truncation leaves no room in delta), and dpsgd::Error if the verified
-// answer cannot be established.
+// meets (epsilon, delta); the result is verified: epsilon_answer(sigma) <= epsilon with the same
+// options, and that answer comes with it. `dataset_size` and `capacity` > 0 add truncation. Throws
+// InvalidArgument when no sigma <= 1e6 meets the target (or truncation leaves no room in delta), and
+// dpsgd::Error if the verification fails.
+NoiseCalibration calibrate_noise(double sampling_rate, std::int64_t steps, double epsilon, double delta,
+                                 const AccountantOptions& options = {}, std::int64_t dataset_size = 0,
+                                 std::int64_t capacity = 0);
+// calibrate_noise(...).noise_multiplier.
 double calibrate_noise_multiplier(double sampling_rate, std::int64_t steps, double epsilon, double delta,
                                   const AccountantOptions& options = {}, std::int64_t dataset_size = 0,
                                   std::int64_t capacity = 0);
 
 // The largest number of steps (up to max_steps) at (sampling_rate, noise_multiplier) that stays within
-// (epsilon, delta); 0 if even one step exceeds it.
+// (epsilon, delta): compute_epsilon meets the target at the result, and fails it one step (above 10^5
+// steps: 1e-5 of the count) later; 0 if even one step exceeds it.
 std::int64_t calibrate_steps(double sampling_rate, double noise_multiplier, double epsilon, double delta,
                              const AccountantOptions& options = {}, std::int64_t max_steps = 100'000'000,
                              std::int64_t dataset_size = 0, std::int64_t capacity = 0);

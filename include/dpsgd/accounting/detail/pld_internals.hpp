@@ -61,7 +61,9 @@ struct TiltedComposition {
   double log_scale = 0.0;
   double log_slack = 0.0;
   double infinity_mass = 0.0;
-  double tilted_total = 0.0;  // sum of the coefficients: 1 up to rounding and aliased tails
+  double tilted_total = 0.0;   // sum of the FFT's coefficients: 1 up to rounding and aliased tails
+  std::size_t fft_points = 0;  // length of the transform (the coefficients above the window are dropped)
+  double window_points = 0.0;  // points the window needed (at most fft_points)
 
   // The untilted masses as upper bounds, capped at 1, with mass 1 at the lowest point standing for
   // everything below the window. with_error = false leaves out coefficient_error and log_slack: the
@@ -100,8 +102,9 @@ class PldComposer {
   // saddlepoint tilt centres the tilted composition on the answer, which also magnifies rare large
   // losses (small q, small sigma): their tilted tail can make the window ten times wider than the
   // untilted distribution needs. Returns saddle_tilt when no smaller tilt is predicted to do.
+  // fft_grid: the grid the compositions will use (the decision may be taken on a coarser copy).
   double economical_tilt(double saddle_tilt, double target_loss, double target_delta, double tail_mass,
-                         double infinity_budget, double gap_limit) const;
+                         double infinity_budget, double gap_limit, double fft_grid) const;
 
  private:
   struct Tables;
