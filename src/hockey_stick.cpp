@@ -32,7 +32,7 @@ BoundedValue gaussian_hockey_stick_double(double sigma, double loss) {
   constexpr double kSqrt2D = 1.4142135623730951;
   const double inv = 1.0 / sigma;
   const double a0 = 0.5 * inv - sigma * loss;
-  const double shift = 8.0 * kUnitD * (inv * inv + std::fabs(loss) + (std::fabs(a0) + inv) * (std::fabs(a0) + inv));
+  const double shift = 8.0 * kUnitD * (inv * inv + std::fabs(loss) + (std::fabs(a0) + inv) * inv);
   const double l = loss - shift;
   const double a = 0.5 * inv - sigma * l;
   const double b = -0.5 * inv - sigma * l;
@@ -79,11 +79,12 @@ BoundedValue gaussian_hockey_stick(Real sigma, Real loss) {
   if (sigma > 1e-4L && sigma < 1e4L && std::fabs(loss) < 600.0L && 0.5L / sigma - sigma * loss > -25.0L)
     return gaussian_hockey_stick_double(static_cast<double>(sigma), static_cast<double>(loss));
   const Real inv = 1.0L / sigma;
-  // The computed threshold a (and b = a - 1/sigma) carries rounding; the value computed is then the
-  // divergence at a loss within `shift` of the requested one. Evaluating at loss - shift keeps the
-  // result above delta(loss), since delta decreases in the loss.
+  // The computed threshold a (and b = a - 1/sigma) carries rounding of a few ulps of |a| + 1/sigma;
+  // a moves by sigma per unit of loss, so the value computed is the divergence at a loss within
+  // `shift` of the requested one. Evaluating at loss - shift keeps the result above delta(loss), since
+  // delta decreases in the loss. (The shift scales as 1/sigma^2 + |loss|: at sigma 1e300 it stays tiny.)
   const Real a0 = 0.5L * inv - sigma * loss;
-  const Real shift = 8.0L * kUnit * (inv * inv + std::fabs(loss) + (std::fabs(a0) + inv) * (std::fabs(a0) + inv));
+  const Real shift = 8.0L * kUnit * (inv * inv + std::fabs(loss) + (std::fabs(a0) + inv) * inv);
   const Real l = loss - shift;
   const Real a = 0.5L * inv - sigma * l;
   const Real b = -0.5L * inv - sigma * l;

@@ -33,6 +33,11 @@ constexpr double kWorkBudget = 6.0e7;
 constexpr double kMaxStepPoints = double(1 << 21);
 // Points of the copy of the steps that tilt decisions are taken on.
 constexpr double kTiltPoints = 4096.0;
+// Coarsest grid tried: a run that needs a coarser one (an astronomically long composition) is left to
+// RDP, whose answer such a grid could not beat.
+constexpr double kMaxGrid = 8.0;
+// Share of the expected delta that a delta query's step tails may send to infinity.
+constexpr double kDeltaTailShare = 1e-6;
 // Smallest delta a query may ask about (the smallest normal double is 2.2e-308; below 1e-300 the
 // bounds on rounding in the construction are no longer negligible).
 constexpr double kMinDelta = 1e-300;
@@ -108,7 +113,8 @@ class PldSolver {
     // Tails cut per step: at most 1e-4 of the target delta over the whole run; for delta queries
     // 1e-6 of the expected answer (an upper bound from RDP). Cutting deeper would only widen the
     // grid: the tilt amplifies rare large losses, and the window with them.
-    const double budget = query_.kind == Query::Kind::kEpsilon ? 1e-4 * query_.target : 1e-6 * expected_delta;
+    const double budget =
+        query_.kind == Query::Kind::kEpsilon ? 1e-4 * query_.target : kDeltaTailShare * expected_delta;
     const double tail = std::clamp(budget / steps, 1e-300, 1e-10);
     // Untilted mass the composition's window may cut off at the top (it becomes infinity mass).
     window_budget_ = std::clamp(0.1 * budget, 1e-300, 1e-6);
@@ -134,6 +140,10 @@ class PldSolver {
   // Both directions on one grid (in parallel). Throws detail::GridTooFine when a composition needs
   // more than max_points.
   GridAnswer at(double grid) {
+    // A step alone wider than the composition's budget cannot fit: refuse before discretising it.
+    if (widest_range() / grid > static_cast<double>(options_.max_points)) {
+      throw detail::GridTooFine("dpsgd: one step needs more than max_points points at this grid");
+    }
     GridAnswer answer;
     std::array<GridAnswer, 2> answers;
     std::array<std::exception_ptr, 2> errors;
@@ -292,14 +302,16 @@ double starting_grid(const std::vector<GaussianPhase>& phases, double expected, 
 // smallest is returned. A grid too fine for max_points ends the refinement; so does the work budget.
 // The answer on `grid`, or on the first of grid * factor, grid * factor^2, ... where the composition fits
 // max_points (a coarser grid is still an upper bound); updates grid to the one used.
-GridAnswer first_fitting(PldSolver& solver, double& grid, double factor) {
-  for (int attempt = 0; attempt < 64; ++attempt, grid *= factor) {
+GridAnswer first_fitting(PldSolver& solver, double& grid, double factor, std::int64_t max_points) {
+  for (; grid <= kMaxGrid; grid *= factor) {
     try {
       return solver.at(grid);
     } catch (const detail::GridTooFine&) {
     }
   }
-  throw detail::GridTooFine("dpsgd: no grid fits the composition in max_points");
+  std::ostringstream message;
+  message << "no grid up to " << kMaxGrid << " fits this run's composition in " << max_points << " points";
+  throw detail::GridTooFine(message.str());
 }
 
 // first_only: stop after the first grid (an upper bound on what the full refinement returns, which
@@ -317,7 +329,7 @@ PldResult refine(PldSolver& solver, double start_grid, const PldOptions& options
   if (options.fixed_grid > 0.0) {
     // The given grid, or a coarser one where the composition does not fit it (still an upper bound).
     double grid = std::max(options.fixed_grid, solver.step_grid_floor());
-    const GridAnswer a = first_fitting(solver, grid, 2.0);
+    const GridAnswer a = first_fitting(solver, grid, 2.0, options.max_points);
     take(a);
     result.value = a.value;
     result.grid = grid;
@@ -328,7 +340,7 @@ PldResult refine(PldSolver& solver, double start_grid, const PldOptions& options
   }
   // The first grid: coarsened until the composition fits.
   double coarse_grid = start_grid;
-  const std::optional<GridAnswer> coarse = first_fitting(solver, coarse_grid, 4.0);
+  const std::optional<GridAnswer> coarse = first_fitting(solver, coarse_grid, 4.0, options.max_points);
   take(*coarse);
   double best = coarse->value, best_grid = coarse_grid, gap = coarse->value - coarse->nominal;
   double points = coarse->window_points;
@@ -413,6 +425,22 @@ PldResult refine(PldSolver& solver, double start_grid, const PldOptions& options
   return result;
 }
 
+// A delta query cuts each step's tails at a budget relative to the expected (RDP) delta, all of it
+// counted as infinite loss. Where RDP was far looser than the answer, that charge can be a visible
+// part of the answer: solve again on the grid found with tails cut relative to the answer itself and
+// keep the smaller (both are upper bounds).
+void tighten_tails(const std::vector<GaussianPhase>& phases, const Query& query, double expected,
+                   const PldOptions& options, bool first_only, PldResult& result) {
+  if (query.kind != Query::Kind::kDelta || first_only || options.fixed_grid > 0.0) return;
+  if (!(result.value > 0.0 && std::isfinite(result.value) && result.grid > 0.0)) return;
+  if (!(kDeltaTailShare * expected > 0.25 * options.relative_error * result.value)) return;
+  PldOptions fixed = options;
+  fixed.fixed_grid = result.grid;
+  PldSolver tight(phases, query, fixed, result.value);
+  const PldResult second = refine(tight, result.grid, fixed, false);
+  if (second.value < result.value) result.value = second.value;
+}
+
 // expected: an upper bound on the answer (RDP), which guides the first grid and the tail budgets.
 PldResult solve(std::span<const GaussianPhase> phases, const Query& query, double expected, const PldOptions& options,
                 bool first_only = false, double coarsening = 1.0) {
@@ -423,6 +451,7 @@ PldResult solve(std::span<const GaussianPhase> phases, const Query& query, doubl
   const double expected_epsilon = query.kind == Query::Kind::kEpsilon ? expected : query.target;
   const double start = coarsening * starting_grid(reduced.phases, expected_epsilon, solver.step_grid_floor());
   PldResult result = refine(solver, start, options, first_only);
+  tighten_tails(reduced.phases, query, expected, options, first_only, result);
   if (reduced.ratio > 1.0) {
     std::ostringstream note;
     note.precision(6);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "dpsgd/accounting/detail/hockey_stick.hpp"
@@ -83,6 +84,9 @@ StepRange subsampled_gaussian_range(double sampling_rate, double noise_multiplie
 PrivacyLossPmf discretise_subsampled_gaussian(double sampling_rate, double noise_multiplier, double grid,
                                               PldDirection direction, const StepRange& range) {
   const Real h = grid;
+  // e^h scales the masses; beyond kMaxPmfGrid it would leave long double's range.
+  if (!(h <= kMaxPmfGrid))
+    throw InvalidArgument("dpsgd: grid " + std::to_string(grid) + " is coarser than the PMF allows");
   const Real span = (range.highest - range.lowest) / h;
   if (!(span < kMaxStepPoints)) {
     std::ostringstream message;
@@ -153,7 +157,8 @@ PrivacyLossPmf subsampled_gaussian_pmf(double sampling_rate, double noise_multip
                   "sampling_rate must be in (0, 1] for a PLD, got " << sampling_rate);
   DPSGD_CHECK_ARG(std::isfinite(noise_multiplier) && noise_multiplier > 0.0,
                   "noise_multiplier must be finite and > 0, got " << noise_multiplier);
-  DPSGD_CHECK_ARG(std::isfinite(grid) && grid > 0.0, "grid must be finite and > 0, got " << grid);
+  DPSGD_CHECK_ARG(std::isfinite(grid) && grid > 0.0 && grid <= detail::kMaxPmfGrid,
+                  "grid must be in (0, " << detail::kMaxPmfGrid << "], got " << grid);
   DPSGD_CHECK_ARG(direction == PldDirection::kRemove || direction == PldDirection::kAdd,
                   "direction must be PldDirection::kRemove or kAdd, got " << static_cast<int>(direction));
   DPSGD_CHECK_ARG(max_infinity_mass >= 0.0 && max_infinity_mass < 1.0,

@@ -17,6 +17,8 @@ namespace dpsgd::detail {
 // Mass one step's discretisation may send to infinity (top) or move up to its lowest point (bottom)
 // when the caller sets no budget.
 inline constexpr double kDefaultStepTailMass = 1e-30;
+// Coarsest grid a step PMF may use: its masses are scaled by e^grid (long double holds e^11000).
+inline constexpr double kMaxPmfGrid = 1000.0;
 
 // Per-coefficient error of one FFT of size n over an input of L1 norm 1, in units of
 // (log2 n + 2) * unit roundoff. Radix-2 and radix-4 butterflies with accurate twiddles add at most
