@@ -15,8 +15,9 @@ const std::vector<double>& default_rdp_orders();
 // RDP at order alpha > 1 of one step of the Poisson-subsampled Gaussian mechanism with sampling
 // rate q and noise multiplier sigma, under add/remove adjacency (Mironov, Talwar & Zhang 2019,
 // "Renyi differential privacy of the sampled Gaussian mechanism": the exact binomial sum for
-// integer alpha, the two-sided series of their section 3.3 with absolute coefficients, an upper
-// bound, for fractional alpha). q = 1 gives alpha / (2 sigma^2); sigma = 0 gives +inf.
+// integer alpha; for fractional alpha the two-sided series of their section 3.3 with signed
+// coefficients and a bound on the rest, or the chord between integer orders where that is lower).
+// Every value is rounded up by a bound on its error. q = 1 gives alpha / (2 sigma^2); sigma = 0 +inf.
 // Throws InvalidArgument for q outside [0, 1], sigma < 0 or non-finite, or alpha <= 1.
 double rdp_poisson_subsampled_gaussian(double sampling_rate, double noise_multiplier, double order);
 
