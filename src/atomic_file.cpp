@@ -2,6 +2,7 @@
 #include "dpsgd/core/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -25,10 +26,8 @@ std::string directory_of(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-}  // namespace
-
-void write_file_atomically(const std::string& path, const std::string& content) {
-  if (path.empty()) throw InvalidArgument("dpsgd::write_file_atomically: path must not be empty");
+// Writes `content` to a fresh temporary file beside `path`, fsynced; returns its name.
+std::string write_temporary(const std::string& path, const std::string& content) {
   std::string pattern = path + ".tmp.XXXXXX";
   std::vector<char> name(pattern.begin(), pattern.end());
   name.push_back('\0');
@@ -55,16 +54,63 @@ void write_file_atomically(const std::string& path, const std::string& content) 
     ::unlink(temporary.c_str());
     fail("close", temporary);
   }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    ::unlink(temporary.c_str());
-    fail("rename", path);
-  }
-  // The rename is durable only once the directory entry is on disk.
+  return temporary;
+}
+
+// A new directory entry is durable only once the directory is on disk.
+void sync_directory(const std::string& path) {
   const int dir = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY);
   if (dir >= 0) {
     ::fsync(dir);
     ::close(dir);
   }
+}
+
+}  // namespace
+
+void write_file_atomically(const std::string& path, const std::string& content) {
+  if (path.empty()) throw InvalidArgument("dpsgd::write_file_atomically: path must not be empty");
+  const std::string temporary = write_temporary(path, content);
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    ::unlink(temporary.c_str());
+    fail("rename", path);
+  }
+  sync_directory(path);
+}
+
+void create_file_atomically(const std::string& path, const std::string& content) {
+  if (path.empty()) throw InvalidArgument("dpsgd::create_file_atomically: path must not be empty");
+  const std::string temporary = write_temporary(path, content);
+  // link() fails with EEXIST instead of replacing, atomically, unlike rename().
+  if (::link(temporary.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temporary.c_str());
+    errno = error;
+    if (error == EEXIST) throw FileExists("dpsgd: " + path + " already exists; it is not replaced");
+    fail("link", path);
+  }
+  ::unlink(temporary.c_str());
+  sync_directory(path);
+}
+
+FileLock::FileLock(const std::string& path) {
+  const std::string lock_path = path + ".lock";
+  fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd_ < 0) fail("creating the lock file", lock_path);
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    ::close(fd_);
+    fd_ = -1;
+    if (error == EWOULDBLOCK) {
+      throw IoError("dpsgd: " + path + " is in use by another process (it holds " + lock_path + ")");
+    }
+    errno = error;
+    fail("flock", lock_path);
+  }
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the lock
 }
 
 std::string read_file(const std::string& path) {

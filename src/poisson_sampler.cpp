@@ -88,6 +88,8 @@ double PoissonSampler::truncation_probability() const {
 Batch PoissonSampler::sample(std::uint64_t step) const {
   Batch batch;
   batch.step = step;
+  batch.dataset_size = dataset_size_;
+  batch.sampling_rate = sampling_rate_;
   batch.indices.reserve(static_cast<std::size_t>(capacity_));
   // Two independent streams: one decides membership, the other only which members a truncation
   // keeps, so the Poisson draw of a step is the same whatever the capacity.

@@ -21,13 +21,35 @@ constexpr const char* kRefused = "dpsgd: privacy ledger refused: ";
 
 }  // namespace
 
-PrivacyLedger::PrivacyLedger(std::string persist_path) : persist_path_(std::move(persist_path)) {
-  DPSGD_CHECK_ARG(!persist_path_->empty(), "persist_path must not be empty");
+PrivacyLedger::PrivacyLedger(std::string persist_path) {
+  DPSGD_CHECK_ARG(!persist_path.empty(), "persist_path must not be empty");
+  persist_to(std::move(persist_path));
+}
+
+PrivacyLedger PrivacyLedger::open(const std::string& path) {
+  DPSGD_CHECK_ARG(!path.empty(), "path must not be empty");
+  // Lock first: a ledger another process is still writing is not read half-way.
+  auto lock = std::make_shared<const FileLock>(path);
+  PrivacyLedger ledger = load(path);
+  ledger.lock_ = std::move(lock);
+  ledger.persist_path_ = path;
+  return ledger;
 }
 
 void PrivacyLedger::persist_to(std::string path) {
   DPSGD_CHECK_ARG(!path.empty(), "path must not be empty");
+  if (persist_path_ && *persist_path_ == path) return;
+  auto lock = std::make_shared<const FileLock>(path);
+  // Claimed now, whole or not at all: an existing file (another run's ledger) is never replaced, and
+  // an unwritable path fails before any step is taken.
+  create_file_atomically(path, to_json().dump(2) + "\n");
   persist_path_ = std::move(path);
+  lock_ = std::move(lock);
+}
+
+const std::string& PrivacyLedger::persist_path() const {
+  static const std::string kNone;
+  return persist_path_ ? *persist_path_ : kNone;
 }
 
 void PrivacyLedger::record(const DpStepRecord& step) {
@@ -37,6 +59,8 @@ void PrivacyLedger::record(const DpStepRecord& step) {
                   "step.noise_multiplier must be finite and >= 0, got " << step.noise_multiplier);
   DPSGD_CHECK_ARG(step.step >= next_step_, "step.step = " << step.step << " was already recorded (next is "
                                                           << next_step_ << "); reusing a step reuses its noise");
+  DPSGD_CHECK_ARG(step.step < std::numeric_limits<std::uint64_t>::max(),
+                  "step.step must be below 2^64 - 1 (the next index would wrap to 0), got " << step.step);
   DPSGD_CHECK_ARG((step.dataset_size == 0) == (step.capacity == 0) && step.dataset_size >= 0 && step.capacity >= 0,
                   "step.dataset_size and step.capacity must both be > 0 (truncation) or both 0, got "
                       << step.dataset_size << " and " << step.capacity);
@@ -53,7 +77,7 @@ void PrivacyLedger::record(const DpStepRecord& step) {
   }
   updated.next_step_ = step.step + 1;
   // Write-ahead: the step counts only once it is on disk; if saving throws, nothing changes.
-  if (persist_path_) updated.save(*persist_path_);
+  if (persist_path_) write_file_atomically(*persist_path_, updated.to_json().dump(2) + "\n");
   *this = std::move(updated);
 }
 
@@ -126,7 +150,15 @@ PrivacyLedger PrivacyLedger::from_json(const nlohmann::json& document) {
   return ledger;
 }
 
-void PrivacyLedger::save(const std::string& path) const { write_file_atomically(path, to_json().dump(2) + "\n"); }
+void PrivacyLedger::save(const std::string& path) const {
+  DPSGD_CHECK_ARG(!path.empty(), "path must not be empty");
+  const std::string text = to_json().dump(2) + "\n";
+  if (persist_path_ && *persist_path_ == path) {
+    write_file_atomically(path, text);
+  } else {
+    create_file_atomically(path, text);
+  }
+}
 
 PrivacyLedger PrivacyLedger::load(const std::string& path) {
   const std::string text = read_file(path);

@@ -186,5 +186,44 @@ TEST(DpSgd, DefaultNoiseSeedComesFromTheOs) {
   EXPECT_NE(a.noise_seed(), b.noise_seed());  // equal with probability 2^-64
 }
 
+TEST(DpSgd, ConfigFromTheSamplerChargesTruncation) {
+  const PoissonSampler truncating(10000, 0.01, 150, 7);
+  const DpSgdConfig config = DpSgdConfig::for_sampler(truncating, 1.1, ClipConfig::flat(2.0));
+  EXPECT_EQ(config.sampling_rate, 0.01);
+  EXPECT_DOUBLE_EQ(config.expected_batch_size, 100.0);
+  EXPECT_EQ(config.dataset_size, 10000);
+  EXPECT_EQ(config.capacity, 150);
+  // A sampler that keeps every draw (capacity N) needs no charge.
+  const DpSgdConfig full = DpSgdConfig::for_sampler(PoissonSampler(100, 0.1, 100, 7), 1.0, ClipConfig::flat(1.0));
+  EXPECT_EQ(full.dataset_size, 0);
+  EXPECT_EQ(full.capacity, 0);
+}
+
+TEST(DpSgd, TheCheckedStepRefusesABatchItsConfigDoesNotAccountFor) {
+  const PoissonSampler sampler(10000, 0.01, 150, 7);
+  RecordingAccountant accountant;
+  std::vector<float> params(4, 0.0f), grad(4, 0.0f);
+  // Negative control, the bug: a hand-made config that forgets the truncation.
+  DpSgdConfig forgetful;
+  forgetful.sampling_rate = 0.01;
+  forgetful.expected_batch_size = 100.0;
+  DpSgd<float> unsafe(forgetful, std::make_unique<Sgd<float>>(0.1), 3, &accountant);
+  EXPECT_THROW(unsafe.step(params, grad, sampler.sample(0)), InvalidArgument);
+  DpSgdConfig other_rate = DpSgdConfig::for_sampler(sampler, 1.0, ClipConfig::flat(1.0));
+  other_rate.sampling_rate = 0.02;
+  DpSgd<float> wrong_rate(other_rate, std::make_unique<Sgd<float>>(0.1), 3, &accountant);
+  EXPECT_THROW(wrong_rate.step(params, grad, sampler.sample(0)), InvalidArgument);
+  EXPECT_TRUE(accountant.steps.empty());  // refused before anything was recorded
+  EXPECT_EQ(params, std::vector<float>(4, 0.0f));
+
+  DpSgd<float> dp(DpSgdConfig::for_sampler(sampler, 1.0, ClipConfig::flat(1.0)), std::make_unique<Sgd<float>>(0.1), 3,
+                  &accountant);
+  EXPECT_THROW(dp.step(params, grad, sampler.sample(5)), InvalidArgument);  // not the next step
+  dp.step(params, grad, sampler.sample(0));
+  ASSERT_EQ(accountant.steps.size(), 1u);
+  EXPECT_EQ(accountant.steps[0].dataset_size, 10000);
+  EXPECT_EQ(accountant.steps[0].capacity, 150);
+}
+
 }  // namespace
 }  // namespace dpsgd

@@ -5,7 +5,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "dpsgd/accounting/privacy_ledger.hpp"
 #include "dpsgd/core/atomic_file.hpp"
@@ -118,13 +121,91 @@ TEST_F(LedgerFiles, WriteAheadPersistsEveryStepBeforeTheUpdate) {
     dp.step(params, grad);
     EXPECT_EQ(PrivacyLedger::load(path("run.json")).steps(), s + 1);
   }
-  // A ledger that cannot be written stops the step before anything is released.
-  PrivacyLedger broken(path("no_such_dir/run.json"));
-  DpSgd<float> dp2(config, std::make_unique<Sgd<float>>(0.1), 3, &broken);
-  std::vector<float> before = params;
-  EXPECT_THROW(dp2.step(params, grad), IoError);
-  EXPECT_EQ(params, before);
-  EXPECT_EQ(broken.steps(), 0);
+  // A ledger that cannot be written fails when it is made, before any step.
+  EXPECT_THROW(PrivacyLedger(path("no_such_dir/run.json")), IoError);
+}
+
+TEST_F(LedgerFiles, AFailedSaveStopsTheStepBeforeAnythingIsReleased) {
+  PrivacyLedger ledger(path("run.json"));
+  DpSgdConfig config;
+  config.sampling_rate = 0.01;
+  config.expected_batch_size = 10.0;
+  DpSgd<float> dp(config, std::make_unique<Sgd<float>>(0.1), 3, &ledger);
+  std::vector<float> params(8, 0.0f), grad(8, 1.0f);
+  dp.step(params, grad);
+  const std::vector<float> after_one = params;
+  // The ledger's directory disappears (a full disk or a lost mount behaves alike): the next step
+  // must not happen.
+  fs::remove_all(dir_);
+  EXPECT_THROW(dp.step(params, grad), IoError);
+  EXPECT_EQ(params, after_one);
+  EXPECT_EQ(ledger.steps(), 1);
+  fs::create_directories(dir_);
+}
+
+TEST_F(LedgerFiles, AnExistingLedgerIsNeverReplaced) {
+  {
+    PrivacyLedger first(path("run.json"));
+    for (std::uint64_t s = 0; s < 5; ++s) first.record({s, 0.01, 1.0, 0, 0});
+  }
+  const std::string before = read_file(path("run.json"));
+  // A new run on the same file, a persist_to or a save onto it: all refused, the file unchanged.
+  EXPECT_THROW(PrivacyLedger(path("run.json")), FileExists);
+  PrivacyLedger other;
+  other.record({0, 0.5, 50.0, 0, 0});
+  EXPECT_THROW(other.persist_to(path("run.json")), FileExists);
+  EXPECT_THROW(other.save(path("run.json")), FileExists);
+  EXPECT_EQ(read_file(path("run.json")), before);
+  // Negative control: the unguarded writer would have replaced it.
+  write_file_atomically(path("copy.json"), before);
+  write_file_atomically(path("copy.json"), other.to_json().dump());
+  EXPECT_NE(read_file(path("copy.json")), before);
+}
+
+TEST_F(LedgerFiles, OpenContinuesTheRunAndKeepsItsSteps) {
+  {
+    PrivacyLedger first(path("run.json"));
+    for (std::uint64_t s = 0; s < 5; ++s) first.record({s, 0.01, 1.0, 0, 0});
+  }
+  PrivacyLedger resumed = PrivacyLedger::open(path("run.json"));
+  EXPECT_EQ(resumed.steps(), 5);
+  EXPECT_EQ(resumed.next_step(), 5u);
+  EXPECT_EQ(resumed.persist_path(), path("run.json"));
+  EXPECT_THROW(resumed.record({4, 0.01, 1.0, 0, 0}), InvalidArgument);  // already charged
+  resumed.record({5, 0.01, 1.0, 0, 0});
+  resumed.save(path("run.json"));  // its own file: allowed
+  EXPECT_EQ(PrivacyLedger::load(path("run.json")).steps(), 6);
+  EXPECT_THROW(PrivacyLedger::open(path("missing.json")), IoError);
+}
+
+TEST_F(LedgerFiles, ASecondUserOfTheSameLedgerIsLockedOut) {
+  PrivacyLedger first(path("run.json"));
+  first.record({0, 0.01, 1.0, 0, 0});
+  try {
+    PrivacyLedger::open(path("run.json"));
+    ADD_FAILURE() << "a second open of a ledger in use succeeded";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("in use"), std::string::npos) << e.what();
+  }
+  // Copies made by record() share the lock; once every copy is gone the file can be opened.
+  first = PrivacyLedger();
+  EXPECT_EQ(PrivacyLedger::open(path("run.json")).steps(), 1);
+}
+
+TEST(PrivacyLedger, StepIndicesCannotWrap) {
+  constexpr std::uint64_t kLast = std::numeric_limits<std::uint64_t>::max();
+  PrivacyLedger ledger;
+  ledger.record({kLast - 1, 0.01, 1.0, 0, 0});
+  EXPECT_THROW(ledger.record({kLast, 0.01, 1.0, 0, 0}), InvalidArgument);
+  DpSgdConfig config;
+  config.sampling_rate = 0.01;
+  config.expected_batch_size = 10.0;
+  DpSgd<float> dp(config, std::make_unique<Sgd<float>>(0.1), 3);
+  dp.resume_at(kLast);
+  std::vector<float> params(4, 0.0f), grad(4, 1.0f);
+  EXPECT_THROW(dp.step(params, grad), InvalidArgument);
+  EXPECT_EQ(params, std::vector<float>(4, 0.0f));
+  EXPECT_EQ(dp.next_step(), kLast);
 }
 
 }  // namespace

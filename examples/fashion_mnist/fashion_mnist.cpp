@@ -168,6 +168,16 @@ int main(int argc, char** argv) {
     std::cerr << "error: --resume needs --checkpoint\n";
     return 2;
   }
+  if (!resume && !checkpoint_path.empty()) {
+    // Another run's state is never replaced: its ledger holds privacy already spent.
+    for (const std::string& file : {checkpoint_path, checkpoint_path + ".ledger.json"}) {
+      if (std::filesystem::exists(file)) {
+        std::cerr << "error: " << file << " exists: pass --resume to continue that run, or choose another "
+                  << "--checkpoint (nothing was changed)\n";
+        return 1;
+      }
+    }
+  }
 
   try {
     const auto start = std::chrono::steady_clock::now();
@@ -210,8 +220,6 @@ int main(int argc, char** argv) {
       run_seed = checkpoint.seed;
       std::printf("resuming from %s at step %llu\n", checkpoint_path.c_str(),
                   static_cast<unsigned long long>(checkpoint.next_step));
-    } else if (resume) {
-      std::printf("no checkpoint at %s yet: starting a new run\n", checkpoint_path.c_str());
     }
 
     Model model;
@@ -221,23 +229,29 @@ int main(int argc, char** argv) {
       build_mlp(model, run_seed + 3);
     }
     dpsgd::PoissonSampler sampler(n, q, capacity, run_seed + 2);
-    dpsgd::DpSgdConfig config;
-    config.noise_multiplier = sigma;
-    config.sampling_rate = q;
-    config.expected_batch_size = s.batch_size;
-    config.clip = dpsgd::ClipConfig::flat(s.clip_norm);
-    config.dataset_size = truncated ? n : 0;
-    config.capacity = truncated ? capacity : 0;
+    // q, the divisor q N and the truncation charge all come from the sampler.
+    const dpsgd::DpSgdConfig config =
+        dpsgd::DpSgdConfig::for_sampler(sampler, sigma, dpsgd::ClipConfig::flat(s.clip_norm));
     // The ledger is saved before every update (write-ahead). On resume it may be ahead of the
     // checkpoint: the steps it holds beyond it were charged, so they stay charged.
+    // An existing ledger file is always continued (locked, never replaced), with or without a
+    // checkpoint: a run killed before its first checkpoint keeps its charged steps.
     dpsgd::PrivacyLedger ledger;
-    if (resuming) {
-      ledger = std::filesystem::exists(ledger_path) ? dpsgd::PrivacyLedger::load(ledger_path) : checkpoint.ledger;
+    if (!ledger_path.empty() && std::filesystem::exists(ledger_path)) {
+      ledger = dpsgd::PrivacyLedger::open(ledger_path);
       // The checkpoint's steps were all charged; a ledger file behind it was not written by this run.
-      if (ledger.next_step() < checkpoint.ledger.next_step())
+      if (resuming && ledger.next_step() < checkpoint.ledger.next_step())
         bad_checkpoint(checkpoint_path, "its ledger file " + ledger_path + " holds fewer steps than the checkpoint");
+      if (!resuming) {
+        std::printf("no checkpoint at %s: the %lld steps charged in %s stay charged; training restarts at step %llu\n",
+                    checkpoint_path.c_str(), static_cast<long long>(ledger.steps()), ledger_path.c_str(),
+                    static_cast<unsigned long long>(ledger.next_step()));
+      }
+    } else {
+      if (resuming) ledger = checkpoint.ledger;
+      if (resume && !resuming) std::printf("no checkpoint at %s yet: starting a new run\n", checkpoint_path.c_str());
+      if (!ledger_path.empty()) ledger.persist_to(ledger_path);  // created now: fails before any work
     }
-    if (!ledger_path.empty()) ledger.persist_to(ledger_path);
     std::vector<EvalPoint> history;
     auto optimizer = std::make_unique<dpsgd::Momentum<float>>(s.learning_rate, s.momentum);
     dpsgd::DpSgd<float> dp(config, std::move(optimizer), run_seed + 1, &ledger);
@@ -250,6 +264,8 @@ int main(int argc, char** argv) {
       // Steps charged after the checkpoint were lost with the crash, but their noise may not be
       // reused: continue after the last charged step, and stop at the planned total.
       dp.resume_at(std::max<std::uint64_t>(checkpoint.next_step, ledger.next_step()));
+    } else if (ledger.next_step() > 0) {
+      dp.resume_at(ledger.next_step());  // charged steps of a run that left no checkpoint
     }
     std::printf("fashion_mnist: %s, %lld parameters, N=%lld, q=%.5f, capacity %lld, %lld steps, sigma=%.4f, C=%g%s\n",
                 s.model.c_str(), static_cast<long long>(model.num_parameters()), static_cast<long long>(n), q,
@@ -298,7 +314,7 @@ int main(int argc, char** argv) {
       } else {
         model.clipped_gradient_sum(batch.mask, config.clip, gradient);
       }
-      dp.step(model.parameters(), gradient);
+      dp.step(model.parameters(), gradient, batch);
       loss_sum += loss.total_loss;
       loss_count += loss.num_examples;
       seen += batch.real_size;

@@ -2,7 +2,8 @@
 # Crash test of fashion_mnist: SIGKILL a checkpointing run at random moments several times, resume
 # after each kill, and check that the run completes, the epsilon it reports covers every step it
 # planned (the ledger is written before each update, so a crash can only over-count), every
-# checkpoint left behind loads, and a truncated or edited checkpoint is refused with exit status 2.
+# checkpoint left behind loads, a truncated or edited checkpoint is refused with exit status 2, and a
+# second run on the same files without --resume is refused and changes nothing.
 # Usage: kill_resume_test.sh FASHION_MNIST_BINARY DPSGD_CLI WORK_DIR
 set -euo pipefail
 binary=$1 cli=$2 work=$3
@@ -64,4 +65,14 @@ set +e
 set -e
 [ "$status" -eq 2 ] && grep -q "checksum" "$work/edited.log" || { cat "$work/edited.log" >&2; fail "an edited checkpoint was not refused (status $status)"; }
 echo "kill_resume_test: truncated and edited checkpoints refused: $(grep -h refused "$work/edited.log")"
+# A second run on the same checkpoint without --resume refuses before any work and changes no file.
+cp "$work/good.json" "$work/ckpt.json"
+cp "$work/ckpt.json.ledger.json" "$work/ledger-before.json"
+set +e
+"$binary" "${common[@]}" >"$work/second.log" 2>&1; status=$?
+set -e
+[ "$status" -ne 0 ] && grep -q "exists" "$work/second.log" || { cat "$work/second.log" >&2; fail "a second run without --resume was not refused (status $status)"; }
+cmp -s "$work/good.json" "$work/ckpt.json" && cmp -s "$work/ledger-before.json" "$work/ckpt.json.ledger.json" ||
+  fail "a refused second run changed the checkpoint or the ledger"
+echo "kill_resume_test: a second run without --resume refused, files unchanged"
 echo "kill_resume_test: passed"

@@ -115,13 +115,9 @@ int main(int argc, char** argv) {
                                : dpsgd::calibrate_noise_multiplier(q, steps, target_epsilon, delta, {}, train_size,
                                                                    capacity.capacity);
     }
-    dpsgd::DpSgdConfig config;
-    config.noise_multiplier = sigma;
-    config.sampling_rate = q;
-    config.expected_batch_size = batch_size;
-    config.clip = dpsgd::ClipConfig::flat(clip_norm);
-    config.dataset_size = train_size;
-    config.capacity = capacity.capacity;
+    // q, the divisor q N and the truncation charge all come from the sampler.
+    const dpsgd::DpSgdConfig config =
+        dpsgd::DpSgdConfig::for_sampler(sampler, sigma, dpsgd::ClipConfig::flat(clip_norm));
     dpsgd::PrivacyLedger ledger;
     dpsgd::DpSgd<float> dp(config, std::make_unique<dpsgd::Momentum<float>>(learning_rate, momentum), run_seed + 4,
                            &ledger);
@@ -160,7 +156,7 @@ int main(int argc, char** argv) {
         clipped += factors.stats.num_clipped;
         dropped += factors.stats.num_nonfinite;
       }
-      dp.step(model.parameters(), gradient);
+      dp.step(model.parameters(), gradient, batch);
       loss_sum += loss.total_loss;
       loss_count += loss.num_examples;
       seen += batch.real_size;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/core/atomic_file.hpp"
 #include "dpsgd/optim/privacy_accountant.hpp"
 
 namespace dpsgd {
@@ -19,16 +21,25 @@ namespace dpsgd {
 //
 // Persistence: save() writes JSON atomically (temporary file, fsync, rename) with a checksum; load()
 // refuses a truncated, corrupt or edited file with dpsgd::FormatError instead of starting afresh.
-// Constructed with a path, the ledger saves itself inside every record() (write-ahead), so a crash
-// can only over-count.
+// A persistent ledger saves itself inside every record() (write-ahead), so a crash can only
+// over-count, and is never lost: no call replaces a ledger file other than its own, and a process
+// holds an exclusive lock (<path>.lock) on the file it persists to.
 class PrivacyLedger : public PrivacyAccountant {
  public:
   PrivacyLedger() = default;
+  // A new run's ledger at `persist_path`: the file is created now, empty (dpsgd::FileExists if it
+  // exists: continue that run with open(), or choose another path) and locked.
   explicit PrivacyLedger(std::string persist_path);
+  // Continue the run whose ledger is at `path`: loads it (every charged step stays charged), locks it
+  // and persists every further record() there.
+  static PrivacyLedger open(const std::string& path);
 
   void record(const DpStepRecord& step) override;
-  // From now on, save to `path` inside every record() (write-ahead), e.g. after load().
+  // From now on, save to `path` inside every record() (write-ahead), e.g. for a ledger restored from a
+  // checkpoint. `path` must not exist (dpsgd::FileExists), unless it is this ledger's own file.
   void persist_to(std::string path);
+  // The file this ledger persists to, or "" for an in-memory ledger.
+  const std::string& persist_path() const;
 
   const std::vector<TrainingPhase>& phases() const { return phases_; }
   std::int64_t steps() const;
@@ -41,6 +52,7 @@ class PrivacyLedger : public PrivacyAccountant {
 
   nlohmann::json to_json() const;
   static PrivacyLedger from_json(const nlohmann::json& document);
+  // Writes a copy to `path`, which must not exist (dpsgd::FileExists) unless it is this ledger's own.
   void save(const std::string& path) const;
   static PrivacyLedger load(const std::string& path);
 
@@ -49,6 +61,7 @@ class PrivacyLedger : public PrivacyAccountant {
   std::uint64_t next_step_ = 0;
   bool unbounded_ = false;  // a step without noise was released
   std::optional<std::string> persist_path_;
+  std::shared_ptr<const FileLock> lock_;  // shared by the copies record() makes
 };
 
 }  // namespace dpsgd

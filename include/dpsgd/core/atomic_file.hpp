@@ -10,6 +10,25 @@ namespace dpsgd {
 // dpsgd::IoError naming the path and the failing system call.
 void write_file_atomically(const std::string& path, const std::string& content);
 
+// Like write_file_atomically, but never replaces: if `path` exists (or appears meanwhile), throws
+// dpsgd::FileExists and leaves it untouched. The file appears whole or not at all.
+void create_file_atomically(const std::string& path, const std::string& content);
+
+// An exclusive advisory lock (flock) on `path` + ".lock", held until destruction, so that a second
+// process cannot work on the same file. Throws dpsgd::IoError naming the file when another process
+// holds it, or when the lock file cannot be created. The lock file is left in place (removing it
+// would race with a process about to lock it).
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 // The whole content of `path`; throws dpsgd::IoError if it cannot be read.
 std::string read_file(const std::string& path);
 

@@ -33,6 +33,12 @@ class IoError : public Error {
 
 // A file was read but its content is not what dpsgd wrote: truncated, corrupt, edited, or of an
 // unknown format version. Never answered by silently starting afresh.
+// A file that must not be replaced (a ledger, a run's state) already exists.
+class FileExists : public IoError {
+ public:
+  using IoError::IoError;
+};
+
 class FormatError : public Error {
  public:
   using Error::Error;

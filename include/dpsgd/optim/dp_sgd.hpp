@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <span>
 #include <type_traits>
@@ -15,6 +16,8 @@
 #include "dpsgd/noise/secure_seed.hpp"
 #include "dpsgd/optim/optimizer.hpp"
 #include "dpsgd/optim/privacy_accountant.hpp"
+#include "dpsgd/sampling/batch.hpp"
+#include "dpsgd/sampling/poisson_sampler.hpp"
 
 namespace dpsgd {
 
@@ -31,6 +34,21 @@ struct DpSgdConfig {
   // For truncated Poisson sampling: recorded so the accountant can charge for truncation.
   std::int64_t dataset_size = 0;
   std::int64_t capacity = 0;
+
+  // Everything the sampler decides, from the sampler: q, the divisor q N and, when its capacity is
+  // below N, the truncation the accountant must charge for. The way to build a config.
+  static DpSgdConfig for_sampler(const PoissonSampler& sampler, double noise_multiplier, ClipConfig clip) {
+    DpSgdConfig config;
+    config.noise_multiplier = noise_multiplier;
+    config.sampling_rate = sampler.sampling_rate();
+    config.expected_batch_size = sampler.expected_batch_size();
+    config.clip = clip;
+    const bool truncates = sampler.capacity() < sampler.dataset_size();
+    config.dataset_size = truncates ? sampler.dataset_size() : 0;
+    config.capacity = truncates ? sampler.capacity() : 0;
+    config.validate();
+    return config;
+  }
 
   void validate() const {
     validate_noise_multiplier(noise_multiplier);
@@ -62,12 +80,24 @@ class DpSgd {
     DPSGD_CHECK_ARG(optimizer_ != nullptr, "optimizer must not be null");
   }
 
+  // The checked step: `batch` is the one the clipped sum was computed from. Its step index must be
+  // next_step(), and its sampler must be the one the configuration accounts for (same q; a batch
+  // that can be truncated only with the truncation charge configured). Throws InvalidArgument,
+  // before anything is recorded or released, on any mismatch.
+  void step(std::span<Scalar> params, std::span<Scalar> gradient, const Batch& batch) {
+    check_batch(batch);
+    step(params, gradient);
+  }
+
   // `gradient` holds sum_i c_i g_i on entry and the privatised mean gradient on return.
   // Throws InvalidArgument if the sizes differ or the sum holds NaN or inf (clipping never
   // produces them, so they signal a bug upstream that noise would otherwise hide).
   void step(std::span<Scalar> params, std::span<Scalar> gradient) {
     DPSGD_CHECK_ARG(params.size() == gradient.size(),
                     "params.size() = " << params.size() << " must equal gradient.size() = " << gradient.size());
+    // The last index is never used: after it the counter would wrap to 0 and reuse step 0's noise.
+    DPSGD_CHECK_ARG(next_step_ < std::numeric_limits<std::uint64_t>::max(),
+                    "the step index is exhausted (next_step = " << next_step_ << "); no further step may be taken");
     const std::size_t bad = detail::first_nonfinite<Scalar>(gradient);
     DPSGD_CHECK_ARG(bad == gradient.size(),
                     "gradient[" << bad << "] is " << gradient[bad] << "; the clipped sum must be finite");
@@ -98,6 +128,21 @@ class DpSgd {
   Optimizer<Scalar>& optimizer() { return *optimizer_; }
 
  private:
+  void check_batch(const Batch& batch) const {
+    DPSGD_CHECK_ARG(batch.step == next_step_, "batch.step = " << batch.step << " must be next_step() = " << next_step_);
+    DPSGD_CHECK_ARG(batch.sampling_rate == config_.sampling_rate,
+                    "batch.sampling_rate = " << batch.sampling_rate << " differs from config.sampling_rate = "
+                                             << config_.sampling_rate << "; build the config with for_sampler");
+    const bool truncates = batch.capacity() < batch.dataset_size;
+    if (truncates) {
+      DPSGD_CHECK_ARG(config_.dataset_size == batch.dataset_size && config_.capacity == batch.capacity(),
+                      "the batch comes from a sampler that truncates to "
+                          << batch.capacity() << " of " << batch.dataset_size
+                          << " examples, but the config charges for (" << config_.dataset_size << ", "
+                          << config_.capacity << "); build the config with for_sampler");
+    }
+  }
+
   DpSgdConfig config_;
   std::unique_ptr<Optimizer<Scalar>> optimizer_;
   std::uint64_t noise_seed_;

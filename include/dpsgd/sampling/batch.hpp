@@ -23,6 +23,10 @@ struct Batch {
   // Examples Poisson sampling drew that did not fit the capacity and were dropped uniformly at
   // random. Non-zero is a rare event whose probability the accountant charges for.
   std::int64_t truncated = 0;
+  // The sampler that drew it (N and q): DpSgd::step(params, gradient, batch) checks them against its
+  // configuration, so a batch cannot be accounted as if it came from another sampler.
+  std::int64_t dataset_size = 0;
+  double sampling_rate = 0.0;
 
   std::int64_t capacity() const { return static_cast<std::int64_t>(indices.size()); }
 };
