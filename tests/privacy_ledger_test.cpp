@@ -40,6 +40,13 @@ PrivacyLedger three_phase_ledger() {
   return ledger;
 }
 
+DpSgdConfig small_config() {
+  DpSgdConfig config;
+  config.sampling_rate = 0.01;
+  config.expected_batch_size = 10.0;
+  return config;
+}
+
 TEST(PrivacyLedger, MergesEqualStepsIntoPhasesAndAnswersLikeTheAccountant) {
   const PrivacyLedger ledger = three_phase_ledger();
   ASSERT_EQ(ledger.phases().size(), 3u);
@@ -111,10 +118,7 @@ TEST_F(LedgerFiles, RefusesTruncatedEditedAndForeignFiles) {
 
 TEST_F(LedgerFiles, WriteAheadPersistsEveryStepBeforeTheUpdate) {
   PrivacyLedger ledger(path("run.json"));
-  DpSgdConfig config;
-  config.sampling_rate = 0.01;
-  config.expected_batch_size = 10.0;
-  DpSgd<float> dp(config, std::make_unique<Sgd<float>>(0.1), 3, &ledger);
+  DpSgd<float> dp(small_config(), std::make_unique<Sgd<float>>(0.1), 3, &ledger);
   std::vector<float> params(8, 0.0f), grad(8, 1.0f);
   for (int s = 0; s < 3; ++s) {
     std::fill(grad.begin(), grad.end(), 1.0f);
@@ -127,10 +131,7 @@ TEST_F(LedgerFiles, WriteAheadPersistsEveryStepBeforeTheUpdate) {
 
 TEST_F(LedgerFiles, AFailedSaveStopsTheStepBeforeAnythingIsReleased) {
   PrivacyLedger ledger(path("run.json"));
-  DpSgdConfig config;
-  config.sampling_rate = 0.01;
-  config.expected_batch_size = 10.0;
-  DpSgd<float> dp(config, std::make_unique<Sgd<float>>(0.1), 3, &ledger);
+  DpSgd<float> dp(small_config(), std::make_unique<Sgd<float>>(0.1), 3, &ledger);
   std::vector<float> params(8, 0.0f), grad(8, 1.0f);
   dp.step(params, grad);
   const std::vector<float> after_one = params;
