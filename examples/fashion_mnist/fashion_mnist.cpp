@@ -90,6 +90,39 @@ double accuracy(Model& model, const dpsgd::LabelledImages& data) {
   return static_cast<double>(correct) / static_cast<double>(n);
 }
 
+// Mean cross-entropy over the first `count` test images. Held-out data: printing it releases nothing
+// about the training set, unlike the mean loss over private Poisson batches.
+double heldout_loss(Model& model, const dpsgd::LabelledImages& data, std::int64_t count) {
+  const std::int64_t n = std::min<std::int64_t>(count, data.images.rows());
+  const std::vector<std::int32_t> labels(data.labels.begin(), data.labels.begin() + n);
+  const std::vector<std::uint8_t> mask(static_cast<std::size_t>(n), 1);
+  const RowMajorMatrix<float> logits = model.forward(data.images.topRows(n));
+  const auto loss = dpsgd::nn::softmax_cross_entropy<float>(logits, labels, mask);
+  return loss.total_loss / static_cast<double>(std::max<std::int64_t>(1, loss.num_examples));
+}
+
+// The run's seed from its owner-only file, created from `fresh` if absent. An explicit --seed that
+// differs from the file's is refused: a resumed run keeps its seed.
+std::uint64_t run_secret_seed(const std::string& path, std::uint64_t fresh, bool explicit_seed) {
+  if (!std::filesystem::exists(path)) {
+    dpsgd::create_file_atomically(path, std::to_string(fresh) + "\n");  // mode 0600
+    return fresh;
+  }
+  const std::string text = dpsgd::read_file(path);
+  std::size_t used = 0;
+  std::uint64_t stored = 0;
+  try {
+    stored = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || text.find_first_not_of(" \n", used) != std::string::npos)
+    throw dpsgd::FormatError("seed file " + path + " refused: it does not hold one unsigned integer");
+  if (explicit_seed && stored != fresh)
+    throw dpsgd::InvalidArgument("--seed " + std::to_string(fresh) + " differs from the seed of the run being resumed");
+  return stored;
+}
+
 struct EvalPoint {
   std::int64_t step;
   double accuracy, epsilon;
@@ -170,7 +203,7 @@ int main(int argc, char** argv) {
   }
   if (!resume && !checkpoint_path.empty()) {
     // Another run's state is never replaced: its ledger holds privacy already spent.
-    for (const std::string& file : {checkpoint_path, checkpoint_path + ".ledger.json"}) {
+    for (const std::string& file : {checkpoint_path, checkpoint_path + ".ledger.json", checkpoint_path + ".seed"}) {
       if (std::filesystem::exists(file)) {
         std::cerr << "error: " << file << " exists: pass --resume to continue that run, or choose another "
                   << "--checkpoint (nothing was changed)\n";
@@ -187,7 +220,10 @@ int main(int argc, char** argv) {
     if (s.batch_size > static_cast<double>(n))
       throw dpsgd::InvalidArgument("--batch-size must be <= the training set size");
 
+    // The run's seed decides every batch and every noise vector: it is a secret, kept in its own
+    // owner-only file beside the checkpoint, never inside a file that holds parameters.
     std::uint64_t run_seed = seed ? *seed : dpsgd::secure_random_seed();
+    if (!checkpoint_path.empty()) run_seed = run_secret_seed(checkpoint_path + ".seed", run_seed, seed.has_value());
     if (seed)
       std::fprintf(stderr, "note: explicit --seed makes this run reproducible; do not release its model as private\n");
 
@@ -205,7 +241,13 @@ int main(int argc, char** argv) {
                                                              truncated ? capacity : 0);
     }
 
-    // Resume: the checkpoint fixes the seed, the model, the optimiser and the step; the ledger file
+    // Everything that defines the mechanism: a resume with any of it changed is refused.
+    nlohmann::json run_settings = s.to_json();
+    run_settings["noise_multiplier"] = sigma;
+    run_settings["capacity"] = capacity;
+    run_settings["data_dir"] = data_dir;
+
+    // Resume: the checkpoint fixes the model, the optimiser and the step; the ledger file
     // (written before every update) fixes which step indices are already charged.
     dpsgd::TrainingCheckpoint checkpoint;
     const std::string ledger_path = checkpoint_path.empty() ? "" : checkpoint_path + ".ledger.json";
@@ -214,10 +256,9 @@ int main(int argc, char** argv) {
       checkpoint = dpsgd::load_checkpoint(checkpoint_path);  // checksum, types, ranges: FormatError if not
       if (checkpoint.format != kCheckpointFormat)
         bad_checkpoint(checkpoint_path, "it was written by " + checkpoint.format);
-      if (checkpoint.settings != s.to_json()) {
+      if (checkpoint.settings != run_settings) {
         bad_checkpoint(checkpoint_path, "it was written with different settings: " + checkpoint.settings.dump());
       }
-      run_seed = checkpoint.seed;
       std::printf("resuming from %s at step %llu\n", checkpoint_path.c_str(),
                   static_cast<unsigned long long>(checkpoint.next_step));
     }
@@ -277,8 +318,8 @@ int main(int argc, char** argv) {
       if (checkpoint_path.empty()) return;
       dpsgd::TrainingCheckpoint state;
       state.format = kCheckpointFormat;
-      state.settings = s.to_json();
-      state.seed = run_seed;
+      state.settings = run_settings;
+      state.seed = 0;  // the seed lives in its own file (see run_secret_seed)
       state.next_step = dp.next_step();
       state.params.assign(model.parameters().begin(), model.parameters().end());
       state.optimizer_state = dp.optimizer().state();
@@ -298,10 +339,8 @@ int main(int argc, char** argv) {
     std::vector<float> gradient(static_cast<std::size_t>(model.num_parameters()));
     const std::int64_t steps_per_epoch = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::llround(1.0 / q)));
     const std::int64_t report_every = std::max<std::int64_t>(1, steps_per_epoch / 4);
-    double loss_sum = 0.0;
-    std::int64_t loss_count = 0, seen = 0, first_step = static_cast<std::int64_t>(dp.next_step());
-    auto window_start = std::chrono::steady_clock::now();
-    const auto train_start = window_start;
+    const std::int64_t first_step = static_cast<std::int64_t>(dp.next_step());
+    const auto train_start = std::chrono::steady_clock::now();
     while (static_cast<std::int64_t>(dp.next_step()) < steps) {
       const std::int64_t step = static_cast<std::int64_t>(dp.next_step());
       const dpsgd::Batch batch = sampler.sample(dp.next_step());
@@ -315,23 +354,18 @@ int main(int argc, char** argv) {
         model.clipped_gradient_sum(batch.mask, config.clip, gradient);
       }
       dp.step(model.parameters(), gradient, batch);
-      loss_sum += loss.total_loss;
-      loss_count += loss.num_examples;
-      seen += batch.real_size;
       const std::int64_t done = step + 1;
       if (done % report_every == 0 || done == steps) {
         const auto now = std::chrono::steady_clock::now();
-        const double window = std::chrono::duration<double>(now - window_start).count();
         const double elapsed = std::chrono::duration<double>(now - train_start).count();
         const double left = elapsed / static_cast<double>(done - first_step) * static_cast<double>(steps - done);
-        std::printf("  epoch %6.2f  step %6lld/%lld  loss %.4f  %7.0f examples/s  eps(rdp) %6.3f  %5.0fs left\n",
+        // Only public or held-out figures: steps per second (not realised batch sizes, which are
+        // private) and the loss on held-out test images (not on the private batches).
+        std::printf("  epoch %6.2f  step %6lld/%lld  held-out loss %.4f  %6.1f steps/s  eps(rdp) %6.3f  %5.0fs left\n",
                     static_cast<double>(done) * q, static_cast<long long>(done), static_cast<long long>(steps),
-                    loss_count ? loss_sum / static_cast<double>(loss_count) : 0.0, static_cast<double>(seen) / window,
+                    heldout_loss(model, test, 1000), static_cast<double>(done - first_step) / elapsed,
                     epsilon_now(dpsgd::AccountantKind::kRdp), left);
         std::fflush(stdout);
-        window_start = now;
-        loss_sum = 0.0;
-        loss_count = seen = 0;
       }
       if (done % steps_per_epoch == 0 || done == steps) {
         history.push_back({done, accuracy(model, test), epsilon_now(dpsgd::AccountantKind::kPld)});

@@ -51,6 +51,12 @@ charged=$(grep '"steps":' "$work/ckpt.json.ledger.json" | sed 's/[^0-9]//g' | aw
 [ "$charged" -ge "$steps" ] || fail "the ledger charged $charged steps, fewer than the $steps planned"
 echo "kill_resume_test: the ledger charged $charged steps for $steps planned"
 
+# The seed is a secret: in its own owner-only file, not in the checkpoint that holds the parameters.
+[ "$(stat -c %a "$work/ckpt.json.seed")" = 600 ] || fail "the seed file is not owner-only"
+[ "$(tr -d '[:space:]' <"$work/ckpt.json.seed")" = 5 ] || fail "the seed file does not hold the run's seed"
+grep -q '"seed":5' "$work/ckpt.json" && fail "the checkpoint holds the run's seed"
+echo "kill_resume_test: the seed is only in the owner-only ckpt.json.seed"
+
 # A truncated or edited checkpoint is refused with a clear error and exit status 2.
 cp "$work/ckpt.json" "$work/good.json"
 head -c "$(( $(wc -c <"$work/good.json") / 2 ))" "$work/good.json" >"$work/ckpt.json"
@@ -58,7 +64,7 @@ set +e
 "$binary" "${common[@]}" --resume >"$work/truncated.log" 2>&1; status=$?
 set -e
 [ "$status" -eq 2 ] && grep -q "refused" "$work/truncated.log" || { cat "$work/truncated.log" >&2; fail "a truncated checkpoint was not refused (status $status)"; }
-sed 's/"seed":5/"seed":6/' "$work/good.json" >"$work/ckpt.json"
+sed 's/"seed":0/"seed":6/' "$work/good.json" >"$work/ckpt.json"
 cmp -s "$work/good.json" "$work/ckpt.json" && fail "the edit did not change the checkpoint"
 set +e
 "$binary" "${common[@]}" --resume >"$work/edited.log" 2>&1; status=$?
