@@ -1,6 +1,9 @@
 // IDX reader: header and size checks, transparent gzip through zlib.
 #include "dpsgd/data/idx.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -38,8 +41,20 @@ std::size_t read_some(gzFile file, const std::string& path, void* buffer, std::s
 
 class GzFile {
  public:
-  explicit GzFile(const std::string& path) : file_(gzopen(path.c_str(), "rb")) {
+  // Opened without blocking and checked to be a regular file first: a FIFO or device named as a data
+  // file would otherwise block the read forever or stream without end.
+  explicit GzFile(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) throw IoError("dpsgd: cannot open " + path + ": " + std::strerror(errno));
+    struct stat info {};
+    if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+      ::close(fd);
+      throw IoError("dpsgd: " + path + " is not a regular file");
+    }
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    file_ = gzdopen(fd, "rb");
     if (file_ == nullptr) {
+      ::close(fd);
       throw IoError("dpsgd: cannot open " + path + ": " + (errno ? std::strerror(errno) : "unknown error"));
     }
   }

@@ -1,5 +1,6 @@
 // Tests of the IDX reader: plain and gzip files, and every way a file can be wrong.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -77,6 +78,14 @@ TEST_F(IdxFiles, HugeHeaderClaimFailsWithoutAllocatingIt) {
   } catch (const FormatError& e) {
     EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
   }
+}
+
+TEST_F(IdxFiles, AFifoOrDirectoryIsRefusedWithoutBlocking) {
+  const std::string fifo = (dir_ / "images.fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // Opening a FIFO for reading blocks until a writer appears; the reader must refuse it at once.
+  EXPECT_THROW(read_idx(fifo), IoError);
+  EXPECT_THROW(read_idx(dir_.string()), IoError);
 }
 
 TEST_F(IdxFiles, RefusesBrokenFiles) {

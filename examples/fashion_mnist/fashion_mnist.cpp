@@ -1,6 +1,7 @@
 // fashion_mnist: DP-SGD on Fashion-MNIST from the command line, with the library's public API only:
 // Poisson batches of fixed capacity, ghost clipping, calibrated noise, the PLD accountant, progress,
 // metrics, an SVG plot, and atomic checkpoints that a resumed run continues from.
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "dpsgd/accounting/accountant.hpp"
 #include "dpsgd/accounting/privacy_ledger.hpp"
@@ -71,12 +73,28 @@ constexpr float kPixelMean = 0.2860f, kPixelStd = 0.3530f;
 dpsgd::LabelledImages load(const std::string& dir, const std::string& stem, std::int64_t subset) {
   dpsgd::LabelledImages data = dpsgd::read_idx_images(dpsgd::find_idx_file(dir, stem + "-images-idx3-ubyte"),
                                                       dpsgd::find_idx_file(dir, stem + "-labels-idx1-ubyte"));
+  // The models take 28 x 28 images: another shape with the same pixel count would train on garbage.
+  if (data.height != 28 || data.width != 28) {
+    throw dpsgd::FormatError(dir + "/" + stem + " images are " + std::to_string(data.height) + " x " +
+                             std::to_string(data.width) + ", the model needs 28 x 28");
+  }
   if (subset > 0 && subset < data.images.rows()) {
     data.images.conservativeResize(subset, Eigen::NoChange);
     data.labels.resize(static_cast<std::size_t>(subset));
   }
   data.images.array() = (data.images.array() - kPixelMean) / kPixelStd;
   return data;
+}
+
+// Why `path` cannot be written as an output file, or "" if it can (or is empty: not requested).
+std::string output_problem(const std::string& path) {
+  if (path.empty()) return "";
+  const std::filesystem::path p(path);
+  if (std::filesystem::is_directory(p)) return "is a directory";
+  const std::filesystem::path parent = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(parent)) return "its directory " + parent.string() + " does not exist";
+  if (::access(parent.c_str(), W_OK) != 0) return "its directory " + parent.string() + " is not writable";
+  return "";
 }
 
 double accuracy(Model& model, const dpsgd::LabelledImages& data) {
@@ -200,6 +218,15 @@ int main(int argc, char** argv) {
   if (resume && checkpoint_path.empty()) {
     std::cerr << "error: --resume needs --checkpoint\n";
     return 2;
+  }
+  // Outputs are checked before any work: an unwritable path must not cost a whole training run.
+  for (const auto& [flag, file] : {std::pair<std::string, std::string>{"--metrics-out", metrics_out},
+                                   {"--plot", plot_path},
+                                   {"--checkpoint", checkpoint_path}}) {
+    if (const std::string problem = output_problem(file); !problem.empty()) {
+      std::cerr << "error: " << flag << " " << file << ": " << problem << "\n";
+      return 2;
+    }
   }
   if (!resume && !checkpoint_path.empty()) {
     // Another run's state is never replaced: its ledger holds privacy already spent.
@@ -354,6 +381,13 @@ int main(int argc, char** argv) {
         model.clipped_gradient_sum(batch.mask, config.clip, gradient);
       }
       dp.step(model.parameters(), gradient, batch);
+      // The parameters are released anyway, so checking them costs no privacy. A non-finite model
+      // stops the run before it can overwrite the last good checkpoint.
+      const auto params = model.parameters();
+      if (dpsgd::detail::first_nonfinite<float>(params) != params.size()) {
+        throw dpsgd::Error("the parameters became non-finite at step " + std::to_string(step) +
+                           " (learning rate or clip norm too large?); the last checkpoint is kept");
+      }
       const std::int64_t done = step + 1;
       if (done % report_every == 0 || done == steps) {
         const auto now = std::chrono::steady_clock::now();

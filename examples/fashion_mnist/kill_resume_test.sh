@@ -81,4 +81,17 @@ set -e
 cmp -s "$work/good.json" "$work/ckpt.json" && cmp -s "$work/ledger-before.json" "$work/ckpt.json.ledger.json" ||
   fail "a refused second run changed the checkpoint or the ledger"
 echo "kill_resume_test: a second run without --resume refused, files unchanged"
+# Fail before the work: an output that cannot be written is refused at once.
+set +e
+"$binary" --train-subset 300 --metrics-out "$work/no_such_dir/m.json" >"$work/unwritable.log" 2>&1; status=$?
+set -e
+[ "$status" -eq 2 ] && grep -q "does not exist" "$work/unwritable.log" || fail "an unwritable --metrics-out was not refused up front"
+# A run whose parameters become non-finite stops and leaves no checkpoint of them.
+set +e
+"$binary" --model mlp --train-subset 3000 --test-subset 100 --epochs 1 --clip-norm 1e39 --seed 1 \
+  --checkpoint "$work/nan.json" >"$work/nan.log" 2>&1; status=$?
+set -e
+[ "$status" -ne 0 ] && grep -q "non-finite" "$work/nan.log" && [ ! -e "$work/nan.json" ] ||
+  { cat "$work/nan.log" >&2; fail "a non-finite run was not stopped before checkpointing (status $status)"; }
+echo "kill_resume_test: unwritable output refused up front; non-finite parameters stop the run, no checkpoint"
 echo "kill_resume_test: passed"
