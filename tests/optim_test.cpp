@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <span>
 #include <vector>
 
 #include "dpsgd/optim/dp_sgd.hpp"
@@ -223,6 +224,61 @@ TEST(DpSgd, TheCheckedStepRefusesABatchItsConfigDoesNotAccountFor) {
   ASSERT_EQ(accountant.steps.size(), 1u);
   EXPECT_EQ(accountant.steps[0].dataset_size, 10000);
   EXPECT_EQ(accountant.steps[0].capacity, 150);
+}
+
+TEST(Optimizers, SeveralTensorsUpdateLikeTheirConcatenation) {
+  const std::vector<double> grad_a{0.5, -1.0, 2.0}, grad_b{0.25, 3.0};
+  const auto run = [&](Optimizer<double>& flat, Optimizer<double>& split) {
+    std::vector<double> all(5, 1.0), a(3, 1.0), b(2, 1.0);
+    std::vector<double> grad_all(grad_a);
+    grad_all.insert(grad_all.end(), grad_b.begin(), grad_b.end());
+    for (int t = 0; t < 3; ++t) {
+      flat.update(all, grad_all);
+      const std::vector<std::span<double>> params{a, b};
+      const std::vector<std::span<const double>> grads{grad_a, grad_b};
+      split.update(params, grads);
+    }
+    EXPECT_EQ(std::vector<double>(all.begin(), all.begin() + 3), a) << flat.name();
+    EXPECT_EQ(std::vector<double>(all.begin() + 3, all.end()), b) << flat.name();
+    EXPECT_EQ(flat.state(), split.state()) << flat.name();
+  };
+  Sgd<double> s1(0.1), s2(0.1);
+  run(s1, s2);
+  Momentum<double> m1(0.1, 0.9), m2(0.1, 0.9);
+  run(m1, m2);
+  Adam<double> a1(0.01), a2(0.01);  // one step count per update, not per tensor
+  run(a1, a2);
+  std::vector<double> x(3), y(4);
+  const std::vector<std::span<double>> params{x};
+  const std::vector<std::span<const double>> grads{y};
+  EXPECT_THROW(a2.update(params, grads), InvalidArgument);
+}
+
+TEST(DpSgd, SeveralTensorsGetIndependentNoiseAndOneTensorMatchesTheFlatStep) {
+  RecordingAccountant accountant;
+  DpSgd<double> multi(test_config(), std::make_unique<Sgd<double>>(1.0), 77, &accountant);
+  DpSgd<double> flat(test_config(), std::make_unique<Sgd<double>>(1.0), 77);
+  std::vector<double> a(300, 0.0), b(200, 0.0), grad_a(300, 0.0), grad_b(200, 0.0);
+  std::vector<double> flat_params(300, 0.0), flat_grad(300, 0.0);
+  const std::vector<std::span<double>> params{a, b}, grads{grad_a, grad_b};
+  multi.step(params, grads);
+  flat.step(flat_params, flat_grad);
+  // Tensor 0 gets exactly the single-tensor step's noise; tensor 1 gets stream 1, not a copy of it.
+  EXPECT_EQ(a, flat_params);
+  std::vector<double> expected_b(200, 0.0);
+  add_gaussian_noise<double>(expected_b, 1.3, NoiseKey{77, 0, 1});
+  for (std::size_t j = 0; j < 200; ++j) ASSERT_NEAR(b[j], -expected_b[j] / 50.0, 1e-15);
+  EXPECT_NE(std::vector<double>(a.begin(), a.begin() + 200), b);  // negative control: not the same noise
+  ASSERT_EQ(accountant.steps.size(), 1u);
+  // A non-finite second tensor stops the step before anything is recorded or released.
+  grad_b[7] = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<double> before_a = a;
+  EXPECT_THROW(multi.step(params, grads), InvalidArgument);
+  EXPECT_EQ(a, before_a);
+  EXPECT_EQ(accountant.steps.size(), 1u);
+  EXPECT_EQ(multi.next_step(), 1u);
+  const std::vector<std::span<double>> too_few{a};
+  EXPECT_THROW(multi.step(params, too_few), InvalidArgument);
 }
 
 }  // namespace

@@ -7,12 +7,14 @@
 #include <memory>
 #include <span>
 #include <type_traits>
+#include <vector>
 
 #include "dpsgd/clipping/clip_config.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/validate.hpp"
 #include "dpsgd/core/vector_ops.hpp"
 #include "dpsgd/noise/gaussian_noise.hpp"
+#include "dpsgd/noise/noise_streams.hpp"
 #include "dpsgd/noise/secure_seed.hpp"
 #include "dpsgd/optim/optimizer.hpp"
 #include "dpsgd/optim/privacy_accountant.hpp"
@@ -109,6 +111,48 @@ class DpSgd {
     add_scaled_gaussian_noise<Scalar>(gradient, noise_stddev(), NoiseKey{noise_seed_, next_step_, 0},
                                       config_.noise_mode, 0, static_cast<Scalar>(1.0 / config_.expected_batch_size));
     optimizer_->update(params, gradient);
+    ++next_step_;
+  }
+
+  // The step over several tensors (a model whose parameters live in several buffers): gradients[k]
+  // holds tensor k's part of the clipped sum; each is noised from its own stream (k of this step's
+  // NoiseStreams, so one tensor gets exactly the noise of the single-tensor step), divided by the
+  // expected batch size, and the optimiser updates all of them as one parameter vector. The clip
+  // norm bounds the whole concatenated gradient, as for one tensor. Checks as the single step does,
+  // before anything is recorded or released.
+  void step(std::span<const std::span<Scalar>> params, std::span<const std::span<Scalar>> gradients,
+            const Batch& batch) {
+    check_batch(batch);
+    step(params, gradients);
+  }
+
+  void step(std::span<const std::span<Scalar>> params, std::span<const std::span<Scalar>> gradients) {
+    DPSGD_CHECK_ARG(params.size() == gradients.size() && !params.empty(),
+                    "params and gradients must list the same (non-zero) number of tensors, got "
+                        << params.size() << " and " << gradients.size());
+    DPSGD_CHECK_ARG(next_step_ < std::numeric_limits<std::uint64_t>::max(),
+                    "the step index is exhausted (next_step = " << next_step_ << "); no further step may be taken");
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      DPSGD_CHECK_ARG(params[k].size() == gradients[k].size(), "params[" << k << "].size() = " << params[k].size()
+                                                                         << " must equal gradients[" << k
+                                                                         << "].size() = " << gradients[k].size());
+      const std::size_t bad = detail::first_nonfinite<Scalar>(gradients[k]);
+      DPSGD_CHECK_ARG(bad == gradients[k].size(), "gradients[" << k << "][" << bad << "] is " << gradients[k][bad]
+                                                               << "; the clipped sum must be finite");
+    }
+    if (accountant_ != nullptr) {
+      accountant_->record(DpStepRecord{next_step_, config_.sampling_rate, config_.noise_multiplier,
+                                       config_.dataset_size, config_.capacity});
+    }
+    NoiseStreams streams(noise_seed_, next_step_, config_.noise_mode);
+    const auto scale = static_cast<Scalar>(1.0 / config_.expected_batch_size);
+    std::vector<std::span<const Scalar>> noisy;
+    noisy.reserve(gradients.size());
+    for (const std::span<Scalar> gradient : gradients) {
+      streams.add<Scalar>(gradient, noise_stddev(), scale);
+      noisy.emplace_back(gradient.data(), gradient.size());
+    }
+    optimizer_->update(params, std::span<const std::span<const Scalar>>(noisy));
     ++next_step_;
   }
 

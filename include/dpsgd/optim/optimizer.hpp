@@ -32,6 +32,29 @@ class Optimizer {
     size_ = params.size();
     apply(params, gradient);
   }
+  // Several tensors in one update, for models whose parameters live in several buffers: in order,
+  // they form one parameter vector for the optimiser's state (so their sizes must stay the same across
+  // updates). Throws InvalidArgument on mismatched counts or sizes.
+  void update(std::span<const std::span<Scalar>> params, std::span<const std::span<const Scalar>> gradients) {
+    DPSGD_CHECK_ARG(params.size() == gradients.size() && !params.empty(),
+                    "params and gradients must list the same (non-zero) number of tensors, got "
+                        << params.size() << " and " << gradients.size());
+    std::size_t total = 0;
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      DPSGD_CHECK_ARG(params[k].size() == gradients[k].size(), "params[" << k << "].size() = " << params[k].size()
+                                                                         << " must equal gradients[" << k
+                                                                         << "].size() = " << gradients[k].size());
+      total += params[k].size();
+    }
+    DPSGD_CHECK_ARG(size_ == 0 || total == size_, "the tensors must hold " << size_ << " values in all, got " << total);
+    size_ = total;
+    begin_update(total);
+    std::size_t offset = 0;
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      apply_at(params[k], gradients[k], offset);
+      offset += params[k].size();
+    }
+  }
   virtual std::string name() const = 0;
   // The optimiser's state as a flat vector (for checkpoints) and back.
   virtual std::vector<double> state() const { return {}; }
@@ -41,6 +64,14 @@ class Optimizer {
 
  protected:
   virtual void apply(std::span<Scalar> params, std::span<const Scalar> gradient) = 0;
+  // For several tensors: begin_update once per update (state sized to `total`, step counters), then
+  // apply_at per tensor with its offset into the state. An optimiser that does not override them
+  // takes one tensor only.
+  virtual void begin_update(std::size_t /*total*/) {}
+  virtual void apply_at(std::span<Scalar> params, std::span<const Scalar> gradient, std::size_t offset) {
+    DPSGD_CHECK_ARG(offset == 0, name() << " updates one tensor at a time; pass a single tensor");
+    apply(params, gradient);
+  }
   std::size_t size_ = 0;
 };
 
@@ -53,7 +84,8 @@ class Sgd final : public Optimizer<Scalar> {
   std::string name() const override { return "sgd"; }
 
  protected:
-  void apply(std::span<Scalar> params, std::span<const Scalar> gradient) override {
+  void apply(std::span<Scalar> params, std::span<const Scalar> gradient) override { apply_at(params, gradient, 0); }
+  void apply_at(std::span<Scalar> params, std::span<const Scalar> gradient, std::size_t) override {
     const auto lr = static_cast<Scalar>(learning_rate_);
     detail::for_each_chunk(params.size(), [&](std::size_t begin, std::size_t end) {
       for (std::size_t j = begin; j < end; ++j) params[j] -= lr * gradient[j];
@@ -83,10 +115,16 @@ class Momentum final : public Optimizer<Scalar> {
 
  protected:
   void apply(std::span<Scalar> params, std::span<const Scalar> gradient) override {
-    if (velocity_.empty()) velocity_.assign(params.size(), Scalar{0});
+    begin_update(params.size());
+    apply_at(params, gradient, 0);
+  }
+  void begin_update(std::size_t total) override {
+    if (velocity_.empty()) velocity_.assign(total, Scalar{0});
+  }
+  void apply_at(std::span<Scalar> params, std::span<const Scalar> gradient, std::size_t offset) override {
     const auto lr = static_cast<Scalar>(learning_rate_);
     const auto mu = static_cast<Scalar>(momentum_);
-    Scalar* velocity = velocity_.data();
+    Scalar* velocity = velocity_.data() + offset;
     const bool nesterov = nesterov_;
     detail::for_each_chunk(params.size(), [&](std::size_t begin, std::size_t end) {
       for (std::size_t j = begin; j < end; ++j) {
@@ -132,19 +170,25 @@ class Adam final : public Optimizer<Scalar> {
 
  protected:
   void apply(std::span<Scalar> params, std::span<const Scalar> gradient) override {
+    begin_update(params.size());
+    apply_at(params, gradient, 0);
+  }
+  void begin_update(std::size_t total) override {
     if (first_.empty()) {
-      first_.assign(params.size(), Scalar{0});
-      second_.assign(params.size(), Scalar{0});
+      first_.assign(total, Scalar{0});
+      second_.assign(total, Scalar{0});
     }
-    ++steps_;
+    ++steps_;  // once per update, however many tensors
+  }
+  void apply_at(std::span<Scalar> params, std::span<const Scalar> gradient, std::size_t offset) override {
     const double correction1 = 1.0 - std::pow(beta1_, static_cast<double>(steps_));
     const double correction2 = 1.0 - std::pow(beta2_, static_cast<double>(steps_));
     const auto step_size = static_cast<Scalar>(learning_rate_ * std::sqrt(correction2) / correction1);
     const auto b1 = static_cast<Scalar>(beta1_);
     const auto b2 = static_cast<Scalar>(beta2_);
     const auto eps = static_cast<Scalar>(epsilon_ * std::sqrt(correction2));
-    Scalar* first = first_.data();
-    Scalar* second = second_.data();
+    Scalar* first = first_.data() + offset;
+    Scalar* second = second_.data() + offset;
     detail::for_each_chunk(params.size(), [&](std::size_t begin, std::size_t end) {
       for (std::size_t j = begin; j < end; ++j) {
         first[j] = b1 * first[j] + (1 - b1) * gradient[j];
