@@ -81,6 +81,23 @@ void PrivacyLedger::record(const DpStepRecord& step) {
   *this = std::move(updated);
 }
 
+bool PrivacyLedger::continues(const PrivacyLedger& earlier) const {
+  if (next_step_ < earlier.next_step_ || (earlier.unbounded_ && !unbounded_)) return false;
+  if (earlier.phases_.size() > phases_.size()) return false;
+  const auto same_mechanism = [](const TrainingPhase& a, const TrainingPhase& b) {
+    return a.sampling_rate == b.sampling_rate && a.noise_multiplier == b.noise_multiplier &&
+           a.dataset_size == b.dataset_size && a.capacity == b.capacity;
+  };
+  for (std::size_t k = 0; k < earlier.phases_.size(); ++k) {
+    const TrainingPhase& before = earlier.phases_[k];
+    const TrainingPhase& now = phases_[k];
+    if (!same_mechanism(before, now)) return false;
+    const bool last = k + 1 == earlier.phases_.size();
+    if (last ? now.steps < before.steps : now.steps != before.steps) return false;
+  }
+  return true;
+}
+
 std::int64_t PrivacyLedger::steps() const {
   std::int64_t total = 0;
   for (const auto& phase : phases_) total += phase.steps;

@@ -193,6 +193,24 @@ TEST_F(LedgerFiles, ASecondUserOfTheSameLedgerIsLockedOut) {
   EXPECT_EQ(PrivacyLedger::open(path("run.json")).steps(), 1);
 }
 
+TEST(PrivacyLedger, ContinuesOnlyItsOwnHistory) {
+  PrivacyLedger earlier;
+  for (std::uint64_t s = 0; s < 10; ++s) earlier.record({s, 0.01, 1.0, 0, 0});
+  PrivacyLedger later = earlier;
+  for (std::uint64_t s = 10; s < 15; ++s) later.record({s, 0.01, 1.0, 0, 0});
+  later.record({15, 0.02, 1.0, 0, 0});
+  EXPECT_TRUE(later.continues(earlier));
+  EXPECT_TRUE(earlier.continues(earlier));
+  EXPECT_FALSE(earlier.continues(later));  // fewer steps than the checkpoint saw
+  // The case: another run's ledger, one step at sigma 50, is not this run's continuation.
+  PrivacyLedger foreign;
+  foreign.record({100, 0.01, 50.0, 0, 0});
+  EXPECT_FALSE(foreign.continues(earlier));
+  PrivacyLedger other_sigma;
+  for (std::uint64_t s = 0; s < 20; ++s) other_sigma.record({s, 0.01, 1.1, 0, 0});
+  EXPECT_FALSE(other_sigma.continues(earlier));
+}
+
 TEST(PrivacyLedger, StepIndicesCannotWrap) {
   constexpr std::uint64_t kLast = std::numeric_limits<std::uint64_t>::max();
   PrivacyLedger ledger;

@@ -308,8 +308,11 @@ int main(int argc, char** argv) {
     if (!ledger_path.empty() && std::filesystem::exists(ledger_path)) {
       ledger = dpsgd::PrivacyLedger::open(ledger_path);
       // The checkpoint's steps were all charged; a ledger file behind it was not written by this run.
-      if (resuming && ledger.next_step() < checkpoint.ledger.next_step())
-        bad_checkpoint(checkpoint_path, "its ledger file " + ledger_path + " holds fewer steps than the checkpoint");
+      if (resuming && !ledger.continues(checkpoint.ledger)) {
+        bad_checkpoint(checkpoint_path,
+                       "the ledger file " + ledger_path +
+                           " does not continue the history the checkpoint saw (another run's ledger?)");
+      }
       if (!resuming) {
         std::printf("no checkpoint at %s: the %lld steps charged in %s stay charged; training restarts at step %llu\n",
                     checkpoint_path.c_str(), static_cast<long long>(ledger.steps()), ledger_path.c_str(),

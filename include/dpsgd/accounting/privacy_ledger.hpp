@@ -46,6 +46,11 @@ class PrivacyLedger : public PrivacyAccountant {
   // The first step index the ledger will accept: pass it to DpSgd::resume_at when resuming.
   std::uint64_t next_step() const { return next_step_; }
 
+  // Whether this ledger continues `earlier`: the same history, possibly with more steps after it
+  // (earlier's phases are a prefix of ours, its last one possibly grown). Resuming from a checkpoint
+  // that saw `earlier` with a ledger that does not continue it would account for another run.
+  bool continues(const PrivacyLedger& earlier) const;
+
   // +inf if any step had noise multiplier 0; 0 before any step.
   double epsilon(double delta, const AccountantOptions& options = {}) const;
   double delta(double epsilon, const AccountantOptions& options = {}) const;
