@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 
+#include "dpsgd/core/atomic_file.hpp"
 #include "dpsgd/core/error.hpp"
 
 namespace dpsgd {
@@ -32,6 +33,24 @@ std::uint64_t secure_random_seed() {
   if (urandom.read(reinterpret_cast<char*>(&seed), sizeof(seed))) return seed;
   throw IoError(std::string("dpsgd::secure_random_seed: neither getrandom(2) nor /dev/urandom produced 8 bytes (") +
                 std::strerror(errno) + ")");
+}
+
+void create_seed_file(const std::string& path, std::uint64_t seed) {
+  create_file_atomically(path, std::to_string(seed) + "\n");  // mkstemp makes it mode 0600
+}
+
+std::uint64_t read_seed_file(const std::string& path) {
+  const std::string text = read_file(path);
+  std::size_t used = 0;
+  std::uint64_t value = 0;
+  try {
+    value = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || text.find_first_not_of(" \n", used) != std::string::npos || text.find('-') != std::string::npos)
+    throw FormatError("dpsgd: seed file " + path + " refused: it does not hold one unsigned integer");
+  return value;
 }
 
 }  // namespace dpsgd

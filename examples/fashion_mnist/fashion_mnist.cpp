@@ -123,19 +123,10 @@ double heldout_loss(Model& model, const dpsgd::LabelledImages& data, std::int64_
 // differs from the file's is refused: a resumed run keeps its seed.
 std::uint64_t run_secret_seed(const std::string& path, std::uint64_t fresh, bool explicit_seed) {
   if (!std::filesystem::exists(path)) {
-    dpsgd::create_file_atomically(path, std::to_string(fresh) + "\n");  // mode 0600
+    dpsgd::create_seed_file(path, fresh);
     return fresh;
   }
-  const std::string text = dpsgd::read_file(path);
-  std::size_t used = 0;
-  std::uint64_t stored = 0;
-  try {
-    stored = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || text.find_first_not_of(" \n", used) != std::string::npos)
-    throw dpsgd::FormatError("seed file " + path + " refused: it does not hold one unsigned integer");
+  const std::uint64_t stored = dpsgd::read_seed_file(path);
   if (explicit_seed && stored != fresh)
     throw dpsgd::InvalidArgument("--seed " + std::to_string(fresh) + " differs from the seed of the run being resumed");
   return stored;
