@@ -132,6 +132,21 @@ std::uint64_t run_secret_seed(const std::string& path, std::uint64_t fresh, bool
   return stored;
 }
 
+// Everything the run made public, with its privacy cost: the parameters (every checkpoint and the
+// final model) are covered by the ledger's epsilon; the evaluation figures use test data only.
+void report_releases(const dpsgd::PrivacyLedger& ledger, double delta, const std::string& checkpoint_path) {
+  std::printf("releases:\n");
+  std::printf("  model parameters after %lld charged steps: epsilon %.4f at delta %g (the ledger's total)\n",
+              static_cast<long long>(ledger.steps()), ledger.epsilon(delta), delta);
+  if (!checkpoint_path.empty()) {
+    std::printf("  checkpoints %s: parameters after fewer steps, within the same total\n", checkpoint_path.c_str());
+    std::printf("  ledger %s.ledger.json: the steps charged (public)\n", checkpoint_path.c_str());
+    std::printf("  not released: the seed in %s.seed (secret, owner-only)\n", checkpoint_path.c_str());
+  }
+  std::printf("  test accuracy and held-out loss: test data only, no privacy cost\n");
+  std::printf("  nothing computed from private batches (their loss, their realised sizes) was printed or saved\n");
+}
+
 struct EvalPoint {
   std::int64_t step;
   double accuracy, epsilon;
@@ -410,6 +425,7 @@ int main(int argc, char** argv) {
     std::printf("epsilon: %.4f at delta = %g (PLD, add/remove adjacency, truncated Poisson sampling, %lld steps)\n",
                 epsilon, s.delta, static_cast<long long>(dp.next_step()));
     std::printf("time: %.1f s\n", seconds);
+    report_releases(ledger, s.delta, checkpoint_path);
     if (!metrics_out.empty()) {
       const nlohmann::json metrics = {
           {"test_accuracy", test_accuracy},
