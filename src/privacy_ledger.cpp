@@ -19,6 +19,14 @@ constexpr const char* kRefused = "dpsgd: privacy ledger refused: ";
 
 [[noreturn]] void corrupt(const std::string& what) { throw FormatError(kRefused + what); }
 
+// Equal mechanisms merge into one phase; a continuation must repeat them.
+bool same_mechanism(const TrainingPhase& a, const TrainingPhase& b) {
+  return a.sampling_rate == b.sampling_rate && a.noise_multiplier == b.noise_multiplier &&
+         a.dataset_size == b.dataset_size && a.capacity == b.capacity;
+}
+
+std::string file_text(const PrivacyLedger& ledger) { return ledger.to_json().dump(2) + "\n"; }
+
 }  // namespace
 
 PrivacyLedger::PrivacyLedger(std::string persist_path) {
@@ -42,7 +50,7 @@ void PrivacyLedger::persist_to(std::string path) {
   auto lock = std::make_shared<const FileLock>(path);
   // Claimed now, whole or not at all: an existing file (another run's ledger) is never replaced, and
   // an unwritable path fails before any step is taken.
-  create_file_atomically(path, to_json().dump(2) + "\n");
+  create_file_atomically(path, file_text(*this));
   persist_path_ = std::move(path);
   lock_ = std::move(lock);
 }
@@ -67,27 +75,21 @@ void PrivacyLedger::record(const DpStepRecord& step) {
   PrivacyLedger updated = *this;
   if (step.noise_multiplier == 0.0) {
     updated.unbounded_ = true;
-  } else if (!updated.phases_.empty() && updated.phases_.back().sampling_rate == step.sampling_rate &&
-             updated.phases_.back().noise_multiplier == step.noise_multiplier &&
-             updated.phases_.back().dataset_size == step.dataset_size &&
-             updated.phases_.back().capacity == step.capacity) {
+  } else if (const TrainingPhase phase{step.sampling_rate, step.noise_multiplier, 1, step.dataset_size, step.capacity};
+             !updated.phases_.empty() && same_mechanism(updated.phases_.back(), phase)) {
     ++updated.phases_.back().steps;
   } else {
-    updated.phases_.push_back({step.sampling_rate, step.noise_multiplier, 1, step.dataset_size, step.capacity});
+    updated.phases_.push_back(phase);
   }
   updated.next_step_ = step.step + 1;
   // Write-ahead: the step counts only once it is on disk; if saving throws, nothing changes.
-  if (persist_path_) write_file_atomically(*persist_path_, updated.to_json().dump(2) + "\n");
+  if (persist_path_) write_file_atomically(*persist_path_, file_text(updated));
   *this = std::move(updated);
 }
 
 bool PrivacyLedger::continues(const PrivacyLedger& earlier) const {
   if (next_step_ < earlier.next_step_ || (earlier.unbounded_ && !unbounded_)) return false;
   if (earlier.phases_.size() > phases_.size()) return false;
-  const auto same_mechanism = [](const TrainingPhase& a, const TrainingPhase& b) {
-    return a.sampling_rate == b.sampling_rate && a.noise_multiplier == b.noise_multiplier &&
-           a.dataset_size == b.dataset_size && a.capacity == b.capacity;
-  };
   for (std::size_t k = 0; k < earlier.phases_.size(); ++k) {
     const TrainingPhase& before = earlier.phases_[k];
     const TrainingPhase& now = phases_[k];
@@ -169,7 +171,7 @@ PrivacyLedger PrivacyLedger::from_json(const nlohmann::json& document) {
 
 void PrivacyLedger::save(const std::string& path) const {
   DPSGD_CHECK_ARG(!path.empty(), "path must not be empty");
-  const std::string text = to_json().dump(2) + "\n";
+  const std::string text = file_text(*this);
   if (persist_path_ && *persist_path_ == path) {
     write_file_atomically(path, text);
   } else {

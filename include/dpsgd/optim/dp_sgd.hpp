@@ -94,24 +94,11 @@ class DpSgd {
   // `gradient` holds sum_i c_i g_i on entry and the privatised mean gradient on return.
   // Throws InvalidArgument if the sizes differ or the sum holds NaN or inf (clipping never
   // produces them, so they signal a bug upstream that noise would otherwise hide).
+  // One tensor is the several-tensor step with a list of one: stream 0 of the step, the same bits.
   void step(std::span<Scalar> params, std::span<Scalar> gradient) {
-    DPSGD_CHECK_ARG(params.size() == gradient.size(),
-                    "params.size() = " << params.size() << " must equal gradient.size() = " << gradient.size());
-    // The last index is never used: after it the counter would wrap to 0 and reuse step 0's noise.
-    DPSGD_CHECK_ARG(next_step_ < std::numeric_limits<std::uint64_t>::max(),
-                    "the step index is exhausted (next_step = " << next_step_ << "); no further step may be taken");
-    const std::size_t bad = detail::first_nonfinite<Scalar>(gradient);
-    DPSGD_CHECK_ARG(bad == gradient.size(),
-                    "gradient[" << bad << "] is " << gradient[bad] << "; the clipped sum must be finite");
-    if (accountant_ != nullptr) {
-      accountant_->record(DpStepRecord{next_step_, config_.sampling_rate, config_.noise_multiplier,
-                                       config_.dataset_size, config_.capacity});
-    }
-    // Noise and the division by the expected batch size in one pass over the gradient.
-    add_scaled_gaussian_noise<Scalar>(gradient, noise_stddev(), NoiseKey{noise_seed_, next_step_, 0},
-                                      config_.noise_mode, 0, static_cast<Scalar>(1.0 / config_.expected_batch_size));
-    optimizer_->update(params, gradient);
-    ++next_step_;
+    const std::span<Scalar> param_list[] = {params};
+    const std::span<Scalar> gradient_list[] = {gradient};
+    step(std::span<const std::span<Scalar>>(param_list), std::span<const std::span<Scalar>>(gradient_list));
   }
 
   // The step over several tensors (a model whose parameters live in several buffers): gradients[k]
@@ -127,11 +114,12 @@ class DpSgd {
   }
 
   void step(std::span<const std::span<Scalar>> params, std::span<const std::span<Scalar>> gradients) {
+    // The last index is never used: after it the counter would wrap to 0 and reuse step 0's noise.
+    DPSGD_CHECK_ARG(next_step_ < std::numeric_limits<std::uint64_t>::max(),
+                    "the step index is exhausted (next_step = " << next_step_ << "); no further step may be taken");
     DPSGD_CHECK_ARG(params.size() == gradients.size() && !params.empty(),
                     "params and gradients must list the same (non-zero) number of tensors, got "
                         << params.size() << " and " << gradients.size());
-    DPSGD_CHECK_ARG(next_step_ < std::numeric_limits<std::uint64_t>::max(),
-                    "the step index is exhausted (next_step = " << next_step_ << "); no further step may be taken");
     for (std::size_t k = 0; k < params.size(); ++k) {
       DPSGD_CHECK_ARG(params[k].size() == gradients[k].size(), "params[" << k << "].size() = " << params[k].size()
                                                                          << " must equal gradients[" << k
