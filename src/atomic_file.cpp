@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -111,6 +112,22 @@ FileLock::FileLock(const std::string& path) {
 
 FileLock::~FileLock() {
   if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+}
+
+void validate_output_file(const std::string& name, const std::string& path) {
+  if (path.empty()) return;
+  namespace fs = std::filesystem;
+  const fs::path file(path);
+  const fs::path parent = file.has_parent_path() ? file.parent_path() : fs::path(".");
+  std::string problem;
+  if (fs::is_directory(file)) {
+    problem = "is a directory";
+  } else if (!fs::is_directory(parent)) {
+    problem = "its directory " + parent.string() + " does not exist";
+  } else if (::access(parent.c_str(), W_OK) != 0) {
+    problem = "its directory " + parent.string() + " is not writable";
+  }
+  if (!problem.empty()) throw InvalidArgument(name + " " + path + ": " + problem);
 }
 
 std::string read_file(const std::string& path) {

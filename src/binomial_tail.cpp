@@ -124,4 +124,25 @@ TruncationCapacity capacity_for_truncation_probability(std::int64_t dataset_size
   return result;
 }
 
+TruncationCapacity capacity_for_delta_share(std::int64_t dataset_size, double sampling_rate, std::int64_t steps,
+                                            double epsilon, double delta, double delta_share) {
+  DPSGD_CHECK_ARG(dataset_size >= 1, "dataset_size must be >= 1, got " << dataset_size);
+  validate_sampling_rate(sampling_rate);
+  DPSGD_CHECK_ARG(steps >= 1, "steps must be >= 1, got " << steps);
+  validate_epsilon(epsilon);
+  validate_delta(delta);
+  DPSGD_CHECK_ARG(std::isfinite(delta_share) && delta_share > 0.0 && delta_share < 1.0,
+                  "delta_share must be in (0, 1), got " << delta_share);
+  const double per_step =
+      std::min(1e-3, delta_share * delta / ((1.0 + std::exp(epsilon)) * static_cast<double>(steps)));
+  if (!(per_step > 0.0)) {  // e^epsilon overflowed or the share underflowed: do not truncate
+    TruncationCapacity whole;
+    whole.capacity = dataset_size;
+    return whole;
+  }
+  TruncationCapacity result = capacity_for_truncation_probability(dataset_size, sampling_rate, per_step);
+  result.capacity = std::min(result.capacity, dataset_size);
+  return result;
+}
+
 }  // namespace dpsgd

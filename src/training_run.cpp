@@ -1,6 +1,13 @@
 // TrainingRun: a run's files (definition, ledger, secret seed, checkpoint) and the checks that tie them.
 #include "dpsgd/optim/training_run.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <string>
 #include <utility>
@@ -15,7 +22,14 @@
 namespace dpsgd {
 namespace {
 
+namespace fs = std::filesystem;
+using Start = TrainingRunConfig::Start;
+
 constexpr const char* kFormat = "dpsgd.training_run";
+constexpr const char* kPlannedSteps = "planned_steps";
+constexpr const char* kRunId = "run_id";
+// The files a run writes through temporary files (write_file_atomically names them <file>.tmp.XXXXXX).
+constexpr const char* kReplacedFiles[] = {"checkpoint.json", "ledger.json", "run.json"};
 
 // Everything that defines the mechanism and the caller's settings: what a resume must match.
 nlohmann::json definition_of(const TrainingRunConfig& c) {
@@ -25,16 +39,52 @@ nlohmann::json definition_of(const TrainingRunConfig& c) {
       {"settings", c.settings}};
 }
 
+std::string run_file_text(const nlohmann::json& definition, std::int64_t planned_steps) {
+  nlohmann::json run = definition;
+  run[kPlannedSteps] = planned_steps;
+  return run.dump(2) + "\n";
+}
+
 void validate(const TrainingRunConfig& c) {
   DPSGD_CHECK_ARG(!c.directory.empty(), "directory must not be empty");
-  DPSGD_CHECK_ARG(c.start == TrainingRunConfig::Start::kNew || c.start == TrainingRunConfig::Start::kResume,
-                  "start must be kNew or kResume, got " << static_cast<int>(c.start));
+  DPSGD_CHECK_ARG(c.start == Start::kNew || c.start == Start::kResume || c.start == Start::kResumeOrNew,
+                  "start must be kNew, kResume or kResumeOrNew, got " << static_cast<int>(c.start));
   DPSGD_CHECK_ARG(c.dataset_size >= 1, "dataset_size must be >= 1, got " << c.dataset_size);
   validate_sampling_rate(c.sampling_rate);
   DPSGD_CHECK_ARG(c.capacity >= 1 && c.capacity <= c.dataset_size,
                   "capacity must be in [1, dataset_size = " << c.dataset_size << "], got " << c.capacity);
   validate_noise_multiplier(c.noise_multiplier);
   c.clip.validate();
+  DPSGD_CHECK_ARG(c.steps >= 1, "steps must be >= 1, got " << c.steps);
+}
+
+// The keys whose values differ between a stored definition and this program's, for the refusal.
+std::string differences(const nlohmann::json& stored, const nlohmann::json& wanted) {
+  std::string out;
+  const auto describe = [&](const std::string& key, const nlohmann::json* a, const nlohmann::json* b) {
+    out +=
+        (out.empty() ? "" : "; ") + key + " was " + (a ? a->dump() : "absent") + ", now " + (b ? b->dump() : "absent");
+  };
+  const auto compare = [&](const nlohmann::json& a, const nlohmann::json& b, const std::string& prefix) {
+    for (const auto& [key, value] : a.items()) {
+      const auto other = b.find(key);
+      if (other == b.end() || *other != value) describe(prefix + key, &value, other == b.end() ? nullptr : &*other);
+    }
+    for (const auto& [key, value] : b.items())
+      if (!a.contains(key)) describe(prefix + key, nullptr, &value);
+  };
+  if (!stored.is_object() || !wanted.is_object()) return "run.json is not a run definition";
+  nlohmann::json a = stored, b = wanted;
+  const nlohmann::json empty = nlohmann::json::object();
+  const nlohmann::json& sa = a.contains("settings") ? a["settings"] : empty;
+  const nlohmann::json& sb = b.contains("settings") ? b["settings"] : empty;
+  if (sa.is_object() && sb.is_object()) {
+    compare(sa, sb, "settings.");
+    a.erase("settings");
+    b.erase("settings");
+  }
+  compare(a, b, "");
+  return out;
 }
 
 // A 64-bit mix (the splitmix64 finaliser) so that the model's initialisation seed is not one of the
@@ -46,42 +96,159 @@ std::uint64_t mix(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// A random 128-bit name, independent of the seed (a run with an explicit seed still gets its own).
+std::string new_run_id() {
+  char text[33];
+  std::snprintf(text, sizeof(text), "%016llx%016llx", static_cast<unsigned long long>(secure_random_seed()),
+                static_cast<unsigned long long>(secure_random_seed()));
+  return text;
+}
+
+fs::path normalised(const std::string& directory) {
+  fs::path dir = fs::path(directory).lexically_normal();
+  if (!dir.has_filename()) dir = dir.parent_path();  // "runs/a/" names "runs/a"
+  return dir;
+}
+
+bool holds_run(const fs::path& dir) { return fs::exists(dir / "run.json"); }
+
+void sync_directory(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// Temporary files a killed process left while replacing one of the run's files. Only the process
+// holding the lock writes them, so any found now are stale.
+void remove_stale_temporaries(const fs::path& dir) {
+  std::error_code ignored;
+  for (const auto& entry : fs::directory_iterator(dir, ignored)) {
+    const std::string name = entry.path().filename().string();
+    for (const char* replaced : kReplacedFiles) {
+      if (name.rfind(std::string(replaced) + ".tmp.", 0) == 0 && entry.is_regular_file(ignored))
+        fs::remove(entry.path(), ignored);
+    }
+  }
+}
+
 }  // namespace
 
-std::string TrainingRun::file(const char* name) const {
-  return (std::filesystem::path(config_.directory) / name).string();
+std::optional<nlohmann::json> TrainingRun::definition_in(const std::string& directory) {
+  const fs::path run = normalised(directory) / "run.json";
+  if (!fs::exists(run)) return std::nullopt;
+  nlohmann::json definition = nlohmann::json::parse(read_file(run.string()), nullptr, false);
+  if (!definition.is_object() || definition.value("format", "") != kFormat)
+    throw FormatError("dpsgd: " + run.string() + " is not a dpsgd training run's definition");
+  return definition;
 }
+
+std::string TrainingRun::fresh_directory(const std::string& parent, const std::string& name) {
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  std::strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &utc);
+  const std::string base = (fs::path(parent) / (name + "-" + stamp)).string();
+  std::string dir = base;
+  for (int k = 2; fs::exists(dir); ++k) dir = base + "-" + std::to_string(k);
+  return dir;
+}
+
+std::string TrainingRun::file(const char* name) const { return (fs::path(config_.directory) / name).string(); }
 
 TrainingRun::TrainingRun(TrainingRunConfig config, std::unique_ptr<Optimizer<float>> optimizer)
     : config_(std::move(config)) {
   validate(config_);
   DPSGD_CHECK_ARG(optimizer != nullptr, "optimizer must not be null");
+  config_.directory = normalised(config_.directory).string();
   definition_ = definition_of(config_);
-  const std::string definition_text = definition_.dump(2) + "\n";
-  if (config_.start == TrainingRunConfig::Start::kNew) {
-    std::filesystem::create_directories(config_.directory);
-    // run.json first: it claims the directory (FileExists if a run is there), before any secret is made.
-    create_file_atomically(file("run.json"), definition_text);
-    seed_ = config_.seed ? *config_.seed : secure_random_seed();
-    create_seed_file(file("seed"), seed_);
-    ledger_ = PrivacyLedger(file("ledger.json"));
+  resumed_ = config_.start == Start::kResume || (config_.start == Start::kResumeOrNew && holds_run(config_.directory));
+  if (resumed_) {
+    open_existing();
   } else {
-    ledger_ = PrivacyLedger::open(file("ledger.json"));  // locked: a second process stops here
-    if (nlohmann::json::parse(read_file(file("run.json")), nullptr, false) != definition_) {
-      throw InvalidArgument("dpsgd::TrainingRun: the run in " + config_.directory +
-                            " was defined otherwise (run.json); a resume must not change the mechanism or settings");
-    }
-    seed_ = read_seed_file(file("seed"));
-    if (config_.seed && *config_.seed != seed_)
-      throw InvalidArgument("dpsgd::TrainingRun: seed differs from the seed of the run being resumed");
+    create();
   }
   initialisation_seed_ = mix(seed_);
   sampler_.emplace(config_.dataset_size, config_.sampling_rate, config_.capacity, seed_ + 2);
   dp_ = std::make_unique<DpSgd<float>>(DpSgdConfig::for_sampler(*sampler_, config_.noise_multiplier, config_.clip),
                                        std::move(optimizer), seed_ + 1, &ledger_);
+  if (resumed_) restore_checkpoint();
+}
 
+// A new run's files are written into a hidden sibling directory and renamed into place together:
+// a process killed while creating them leaves no half-made run behind, and the rename refuses a
+// directory that is not empty, so no existing file is ever replaced.
+void TrainingRun::create() {
+  const fs::path dir = config_.directory;
+  if (fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir))) {
+    throw FileExists("dpsgd::TrainingRun: " + dir.string() +
+                     (holds_run(dir) ? " holds a run: resume it, or choose another directory for a new one"
+                                     : " exists and is not an empty directory") +
+                     " (nothing was changed)");
+  }
+  const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
+  fs::create_directories(parent);
+  std::string pattern = (parent / ("." + dir.filename().string() + ".new-XXXXXX")).string();
+  if (::mkdtemp(pattern.data()) == nullptr)
+    throw IoError("dpsgd::TrainingRun: cannot create a directory beside " + dir.string() + ": " + std::strerror(errno));
+  const fs::path staging = pattern;
+  try {
+    definition_[kRunId] = new_run_id();  // names this run in every checkpoint it writes
+    create_file_atomically((staging / "run.json").string(), run_file_text(definition_, config_.steps));
+    seed_ = config_.seed ? *config_.seed : secure_random_seed();
+    create_seed_file((staging / "seed").string(), seed_);
+    PrivacyLedger().save((staging / "ledger.json").string());
+    if (::rename(staging.c_str(), dir.c_str()) != 0) {
+      const int error = errno;
+      if (error == ENOTEMPTY || error == EEXIST)
+        throw FileExists("dpsgd::TrainingRun: " + dir.string() +
+                         " appeared meanwhile (another process?); nothing was changed");
+      throw IoError("dpsgd::TrainingRun: cannot create " + dir.string() + ": " + std::strerror(error));
+    }
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
+    throw;
+  }
+  sync_directory(parent);
+  ledger_ = PrivacyLedger::open(file("ledger.json"));  // locked from now on
+}
+
+void TrainingRun::open_existing() {
+  if (!holds_run(config_.directory)) {
+    throw IoError("dpsgd::TrainingRun: no run to resume in " + config_.directory +
+                  " (no run.json); start a new run there instead");
+  }
+  ledger_ = PrivacyLedger::open(file("ledger.json"));  // locked: a second process stops here
+  remove_stale_temporaries(config_.directory);
+  nlohmann::json stored = nlohmann::json::parse(read_file(file("run.json")), nullptr, false);
+  std::int64_t planned = 0;
+  if (stored.is_object() && stored.contains(kPlannedSteps) && stored[kPlannedSteps].is_number_integer()) {
+    planned = stored[kPlannedSteps].get<std::int64_t>();
+    stored.erase(kPlannedSteps);
+  }
+  if (stored.is_object() && stored.contains(kRunId)) definition_[kRunId] = stored[kRunId];
+  if (stored != definition_) {
+    throw InvalidArgument("dpsgd::TrainingRun: the run in " + config_.directory +
+                          " was defined otherwise, and a resume must not change the mechanism or settings: " +
+                          differences(stored, definition_));
+  }
+  seed_ = read_seed_file(file("seed"));
+  if (config_.seed && *config_.seed != seed_)
+    throw InvalidArgument("dpsgd::TrainingRun: seed differs from the seed of the run being resumed");
+  if (planned != config_.steps) {
+    write_file_atomically(file("run.json"), run_file_text(definition_, config_.steps));
+    notes_.push_back("the run was planned for " + std::to_string(planned) + " steps and now for " +
+                     std::to_string(config_.steps) +
+                     ": only its length changed (the mechanism is the same; every step taken is charged)");
+  }
+}
+
+void TrainingRun::restore_checkpoint() {
   std::uint64_t next = ledger_.next_step();
-  if (config_.start == TrainingRunConfig::Start::kResume && std::filesystem::exists(file("checkpoint.json"))) {
+  if (fs::exists(file("checkpoint.json"))) {
     TrainingCheckpoint saved = load_checkpoint(file("checkpoint.json"));
     if (saved.format != kFormat || saved.settings != definition_)
       throw FormatError("dpsgd: checkpoint " + file("checkpoint.json") + " refused: it belongs to another run");
@@ -92,7 +259,21 @@ TrainingRun::TrainingRun(TrainingRunConfig config, std::unique_ptr<Optimizer<flo
     dp_->optimizer().set_state(saved.optimizer_state);
     restored_parameters_ = std::move(saved.params);
     restored_extra_ = std::move(saved.extra);
+    if (next > saved.next_step) {
+      const bool one = next - saved.next_step == 1;
+      const std::string lost =
+          one ? "step " + std::to_string(saved.next_step) + " was"
+              : "steps " + std::to_string(saved.next_step) + " to " + std::to_string(next - 1) + " were";
+      notes_.push_back(lost + " charged after the last checkpoint: " + (one ? "its update is" : "their updates are") +
+                       " lost, the charge stays, and training continues from the checkpoint's parameters at step " +
+                       std::to_string(next));
+    }
     next = std::max(next, saved.next_step);
+  } else if (next > 0) {
+    notes_.push_back(std::to_string(ledger_.steps()) +
+                     " steps were charged before any checkpoint: they stay charged, and training restarts from "
+                     "fresh parameters at step " +
+                     std::to_string(next));
   }
   // Steps charged after the last checkpoint (or with none) stay charged and are never taken again.
   if (next > 0) dp_->resume_at(next);
@@ -100,6 +281,11 @@ TrainingRun::TrainingRun(TrainingRunConfig config, std::unique_ptr<Optimizer<flo
 
 void TrainingRun::step(std::span<float> params, std::span<float> gradient, const Batch& batch) {
   dp_->step(params, gradient, batch);
+}
+
+void TrainingRun::step(std::span<const std::span<float>> params, std::span<const std::span<float>> gradients,
+                       const Batch& batch) {
+  dp_->step(params, gradients, batch);
 }
 
 void TrainingRun::checkpoint(std::span<const float> params, const nlohmann::json& extra) {

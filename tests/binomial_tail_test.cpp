@@ -99,5 +99,26 @@ TEST(TruncationCapacity, RejectsBadArguments) {
   EXPECT_THROW(capacity_for_truncation_probability(10, 0.5, std::numeric_limits<double>::quiet_NaN()), InvalidArgument);
 }
 
+// The library's default capacity: the truncation charge (1 + e^eps) T Pr[overflow] stays within the
+// share of delta asked for, and one slot fewer would exceed it (unless the 1e-3 cap decided).
+TEST(TruncationCapacity, DeltaShareKeepsTheChargeWithinItsShare) {
+  for (auto [n, q, steps, epsilon, delta] :
+       {std::tuple<std::int64_t, double, std::int64_t, double, double>{60000, 2048.0 / 60000, 821, 3.0, 1e-5},
+        {1'000'000, 1e-3, 100000, 8.0, 1e-9},
+        {500, 0.1, 10, 1.0, 1e-3}}) {
+    const TruncationCapacity plan = capacity_for_delta_share(n, q, steps, epsilon, delta);
+    const double charge = (1.0 + std::exp(epsilon)) * static_cast<double>(steps);
+    EXPECT_LE(charge * plan.truncation_probability, 0.01 * delta * (1 + 1e-12)) << n;
+    EXPECT_GT(charge * binomial_upper_tail(n, q, plan.capacity - 1), 0.01 * delta) << n;  // the smallest such
+    EXPECT_LE(plan.capacity, n);
+  }
+  // e^800 overflows: the share cannot be represented, so nothing is truncated.
+  EXPECT_EQ(capacity_for_delta_share(1000, 0.01, 10, 800.0, 1e-5).capacity, 1000);
+  EXPECT_THROW(capacity_for_delta_share(1000, 0.01, 0, 1.0, 1e-5), InvalidArgument);
+  EXPECT_THROW(capacity_for_delta_share(1000, 0.01, 10, 1.0, 1e-5, 1.0), InvalidArgument);
+  EXPECT_THROW(capacity_for_delta_share(1000, 0.01, 10, std::numeric_limits<double>::quiet_NaN(), 1e-5),
+               InvalidArgument);
+}
+
 }  // namespace
 }  // namespace dpsgd

@@ -36,6 +36,7 @@ class TrainingRuns : public ::testing::Test {
     c.sampling_rate = 0.05;
     c.capacity = 80;  // below N: truncation must be charged
     c.noise_multiplier = 1.0;
+    c.steps = 100;
     c.settings = {{"learning_rate", 0.1}};
     c.seed = 11;
     return c;
@@ -142,6 +143,101 @@ TEST_F(TrainingRuns, ANonFiniteModelIsNotCheckpointed) {
   params[2] = std::numeric_limits<float>::infinity();
   EXPECT_THROW(run.checkpoint(params), InvalidArgument);
   EXPECT_EQ(read_file((dir_ / "run" / "checkpoint.json").string()), good);
+}
+
+TEST_F(TrainingRuns, AResumeThatOnlyChangesTheLengthSaysSo) {
+  { TrainingRun run(config(TrainingRunConfig::Start::kNew), sgd()); }
+  TrainingRunConfig longer = config(TrainingRunConfig::Start::kResume);
+  longer.steps = 250;
+  {
+    TrainingRun run(longer, sgd());
+    ASSERT_EQ(run.notes().size(), 1u);
+    EXPECT_NE(run.notes()[0].find("planned for 100 steps and now for 250"), std::string::npos) << run.notes()[0];
+    EXPECT_EQ(run.planned_steps(), 250);
+  }
+  TrainingRun again(longer, sgd());  // run.json now says 250: nothing more to note
+  EXPECT_TRUE(again.notes().empty());
+}
+
+TEST_F(TrainingRuns, ARefusedResumeNamesWhatChanged) {
+  { TrainingRun run(config(TrainingRunConfig::Start::kNew), sgd()); }
+  TrainingRunConfig changed = config(TrainingRunConfig::Start::kResume);
+  changed.settings["learning_rate"] = 0.2;
+  changed.capacity = 90;
+  try {
+    TrainingRun run(changed, sgd());
+    FAIL() << "a resume with another capacity and learning rate was accepted";
+  } catch (const InvalidArgument& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("settings.learning_rate was 0.1, now 0.2"), std::string::npos) << what;
+    EXPECT_NE(what.find("capacity was 80, now 90"), std::string::npos) << what;
+  }
+}
+
+TEST_F(TrainingRuns, ACheckpointOfAnotherRunWithTheSameDefinitionIsRefused) {
+  std::vector<float> params(4, 0.0f);
+  TrainingRunConfig first = config(TrainingRunConfig::Start::kNew);
+  TrainingRunConfig second = first;
+  second.directory = (dir_ / "twin").string();
+  {
+    TrainingRun a(first, sgd());
+    TrainingRun b(second, sgd());
+    train(a, params, 2);
+    a.checkpoint(params);
+    train(b, params, 2);
+    b.checkpoint(params);
+  }
+  // Both ledgers hold the same two steps: only the run id tells the checkpoints apart.
+  fs::copy_file(dir_ / "twin" / "checkpoint.json", dir_ / "run" / "checkpoint.json",
+                fs::copy_options::overwrite_existing);
+  EXPECT_THROW(TrainingRun(config(TrainingRunConfig::Start::kResume), sgd()), FormatError);
+}
+
+TEST_F(TrainingRuns, ANewRunAppearsWholeOrNotAtAllAndNeverInAFullDirectory) {
+  fs::create_directories(dir_ / "run");
+  { TrainingRun run(config(TrainingRunConfig::Start::kNew), sgd()); }  // an empty directory is taken
+  EXPECT_TRUE(fs::exists(dir_ / "run" / "ledger.json"));
+  TrainingRunConfig busy = config(TrainingRunConfig::Start::kNew);
+  busy.directory = (dir_ / "busy").string();
+  fs::create_directories(dir_ / "busy");
+  write_file_atomically((dir_ / "busy" / "notes.txt").string(), "mine\n");
+  EXPECT_THROW(TrainingRun(busy, sgd()), FileExists);
+  EXPECT_EQ(read_file((dir_ / "busy" / "notes.txt").string()), "mine\n");
+  // No staging directory is left beside the runs after success or refusal.
+  for (const auto& entry : fs::directory_iterator(dir_))
+    EXPECT_EQ(entry.path().filename().string().find(".new-"), std::string::npos) << entry.path();
+}
+
+TEST_F(TrainingRuns, ResumeOrNewStartsOnceThenResumes) {
+  std::vector<float> params(4, 0.0f);
+  {
+    TrainingRun run(config(TrainingRunConfig::Start::kResumeOrNew), sgd());
+    EXPECT_FALSE(run.resumed());
+    train(run, params, 2);
+  }
+  TrainingRun run(config(TrainingRunConfig::Start::kResumeOrNew), sgd());
+  EXPECT_TRUE(run.resumed());
+  EXPECT_EQ(run.next_step(), 2u);
+  ASSERT_EQ(run.notes().size(), 1u);
+  EXPECT_NE(run.notes()[0].find("2 steps were charged before any checkpoint"), std::string::npos) << run.notes()[0];
+}
+
+TEST_F(TrainingRuns, StaleTemporaryFilesOfAKilledProcessAreRemovedOnResume) {
+  { TrainingRun run(config(TrainingRunConfig::Start::kNew), sgd()); }
+  const fs::path stale = dir_ / "run" / "checkpoint.json.tmp.AbC123";
+  write_file_atomically(stale.string(), "half a checkpoint");
+  const fs::path mine = dir_ / "run" / "my.tmp.file";
+  write_file_atomically(mine.string(), "not the run's");
+  TrainingRun run(config(TrainingRunConfig::Start::kResume), sgd());
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(mine));
+}
+
+TEST_F(TrainingRuns, PlannedStepsAreValidated) {
+  TrainingRunConfig none = config(TrainingRunConfig::Start::kNew);
+  none.steps = 0;
+  EXPECT_THROW(TrainingRun(none, sgd()), InvalidArgument);
+  EXPECT_FALSE(fs::exists(dir_ / "run"));
 }
 
 }  // namespace

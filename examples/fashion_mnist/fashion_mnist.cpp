@@ -1,6 +1,6 @@
-// fashion_mnist: DP-SGD on Fashion-MNIST from the command line, with the library's public API only:
-// Poisson batches of fixed capacity, ghost clipping, calibrated noise, the PLD accountant, progress,
-// metrics, an SVG plot, and atomic checkpoints that a resumed run continues from.
+// fashion_mnist: DP-SGD on Fashion-MNIST from the command line, on dpsgd::TrainingRun: Poisson batches
+// of fixed capacity, ghost clipping, calibrated noise, the PLD accountant, progress, metrics, an SVG
+// plot, and a run directory (definition, ledger, secret seed, checkpoint) that a resumed run continues.
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -14,61 +14,146 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "dpsgd/accounting/accountant.hpp"
-#include "dpsgd/accounting/privacy_ledger.hpp"
 #include "dpsgd/core/atomic_file.hpp"
+#include "dpsgd/core/stop_signal.hpp"
 #include "dpsgd/data/idx.hpp"
 #include "dpsgd/dpsgd.hpp"
 #include "dpsgd/nn/activation.hpp"
-#include "dpsgd/nn/conv2d.hpp"
 #include "dpsgd/nn/linear.hpp"
-#include "dpsgd/nn/pooling.hpp"
 #include "dpsgd/nn/sequential.hpp"
 #include "dpsgd/nn/softmax_cross_entropy.hpp"
 #include "dpsgd/nn/tanh_cnn.hpp"
-#include "dpsgd/optim/checkpoint.hpp"
+#include "dpsgd/optim/training_run.hpp"
 #include "dpsgd/sampling/gather_batch.hpp"
 #include "svg_plot.hpp"
 
 namespace {
 
+namespace fs = std::filesystem;
 using dpsgd::RowMajorMatrix;
 using Model = dpsgd::nn::Sequential<float>;
 
-// Everything that defines a run: a checkpoint only resumes a run with equal settings.
+// The settings that define a run (with the data, q, capacity and sigma): a resume with others is refused.
 struct Settings {
   std::string model = "cnn";
-  double epochs = 28, batch_size = 2048, learning_rate = 4.0, momentum = 0.9, clip_norm = 0.1;
+  double batch_size = 2048, learning_rate = 4.0, momentum = 0.9, clip_norm = 0.1;
   double epsilon = 3.0, delta = 1e-5;
   bool no_privacy = false;
-  std::int64_t train_subset = 0, test_subset = 0;
+  std::int64_t train_subset = 0;
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
 
   nlohmann::json to_json() const {
-    return {{"model", model},
-            {"epochs", epochs},
-            {"batch_size", batch_size},
-            {"learning_rate", learning_rate},
-            {"momentum", momentum},
-            {"clip_norm", clip_norm},
-            {"epsilon", epsilon},
-            {"delta", delta},
-            {"no_privacy", no_privacy},
-            {"train_subset", train_subset},
-            {"test_subset", test_subset}};
+    return {{"model", model},       {"batch_size", batch_size}, {"learning_rate", learning_rate},
+            {"momentum", momentum}, {"clip_norm", clip_norm},   {"epsilon", epsilon},
+            {"delta", delta},       {"no_privacy", no_privacy}, {"train_subset", train_subset},
+            {"data_dir", data_dir}};
   }
 };
 
-void build_mlp(Model& model, std::uint64_t seed) {
-  using namespace dpsgd::nn;
-  model.add<Linear<float>>(784, 256, true);
-  model.add<Activation<float>>(ActivationKind::kTanh);
-  model.add<Linear<float>>(256, 10, true);
-  model.finalize(seed);
-}
+// Everything the command line sets.
+struct Options {
+  Settings s;
+  double epochs = 28;
+  std::int64_t test_subset = 0, checkpoint_every = 50;
+  std::string metrics_out, plot_path, run_dir;
+  std::optional<std::uint64_t> seed;
+  std::optional<double> sigma;
+  bool resume = false;
+};
+
+// The mechanism of the run: new runs calibrate it, resumed runs keep their own.
+struct Plan {
+  std::int64_t n = 0, steps = 0, capacity = 0;
+  double q = 0.0, sigma = 0.0;
+};
+
+struct EvalPoint {
+  std::int64_t step;
+  double accuracy, epsilon;
+};
 
 // Pixel statistics of the Fashion-MNIST training set (public constants of the data set).
 constexpr float kPixelMean = 0.2860f, kPixelStd = 0.3530f;
+
+// Parses the command line into `o`; returns an exit status when the program should stop now.
+std::optional<int> parse_options(int argc, char** argv, Options& o) {
+  CLI::App app{"Train a model on Fashion-MNIST with DP-SGD (dpsgd's main example)"};
+  Settings& s = o.s;
+  app.add_option("--data-dir", s.data_dir, "directory of the four IDX files (plain or .gz)");
+  app.add_option("--model", s.model, "cnn (tanh CNN, default) or mlp")->check(CLI::IsMember({"cnn", "mlp"}));
+  app.add_option("--epsilon", s.epsilon, "privacy budget (default 3)")->check(CLI::PositiveNumber);
+  app.add_option("--delta", s.delta, "delta (default 1e-5)")->check(CLI::Range(1e-300, 0.999999));
+  app.add_option("--noise-multiplier", o.sigma, "use this sigma and report its epsilon instead of calibrating")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--epochs", o.epochs, "passes over the data (a resume may change it: the run gets longer)")
+      ->check(CLI::Range(0.001, 10000.0));
+  app.add_option("--batch-size", s.batch_size, "expected batch size q N")->check(CLI::Range(1.0, 1e6));
+  app.add_option("--learning-rate", s.learning_rate, "learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--momentum", s.momentum, "heavy-ball momentum in [0, 1)")->check(CLI::Range(0.0, 0.999));
+  app.add_option("--clip-norm", s.clip_norm, "per-example clip norm C")->check(CLI::PositiveNumber);
+  app.add_flag("--no-privacy", s.no_privacy, "train the same model without clipping or noise");
+  app.add_option("--seed", o.seed, "explicit seed: reproducible, NOT for a released model (default: OS CSPRNG)");
+  app.add_option("--train-subset", s.train_subset, "use only the first N training examples (smoke tests)")
+      ->check(CLI::Range(std::int64_t{10}, std::int64_t{60000}));
+  app.add_option("--test-subset", o.test_subset, "evaluate on the first N test examples")
+      ->check(CLI::Range(std::int64_t{10}, std::int64_t{10000}));
+  app.add_option("--metrics-out", o.metrics_out, "write final metrics as JSON");
+  app.add_option("--plot", o.plot_path, "write test accuracy and epsilon against steps as an SVG file");
+  app.add_option("--run-dir", o.run_dir,
+                 "the run's directory: definition, ledger, secret seed, checkpoint (default: a new one under runs/)");
+  app.add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints")->check(CLI::PositiveNumber);
+  app.add_flag("--resume", o.resume, "continue the run in --run-dir (or start it there if it holds none)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  if (o.resume && o.run_dir.empty()) {
+    std::cerr << "error: --resume needs --run-dir\n";
+    return 2;
+  }
+  return std::nullopt;
+}
+
+// Why the run directory cannot be used, or "": checked before any data is read or any work done.
+std::string run_dir_problem(const Options& o) {
+  const fs::path dir(o.run_dir);
+  if (fs::exists(dir) && !fs::is_directory(dir)) return "is not a directory";
+  if (!o.resume && fs::exists(dir) && !fs::is_empty(dir)) {
+    return dpsgd::TrainingRun::definition_in(o.run_dir)
+               ? "holds a run (its ledger exists): pass --resume to continue it, or choose another --run-dir "
+                 "(nothing was changed)"
+               : "exists and is not empty (nothing was changed)";
+  }
+  fs::path existing = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
+  while (!fs::exists(existing) && existing.has_parent_path() && existing != existing.parent_path())
+    existing = existing.parent_path();
+  if (fs::exists(existing) && ::access(existing.c_str(), W_OK) != 0 && !fs::exists(dir))
+    return "cannot be created: " + existing.string() + " is not writable";
+  return "";
+}
+
+// Outputs are checked before any work: an unwritable path must not cost a whole training run.
+bool outputs_usable(const Options& o) {
+  try {
+    dpsgd::validate_output_file("--metrics-out", o.metrics_out);
+    dpsgd::validate_output_file("--plot", o.plot_path);
+  } catch (const dpsgd::InvalidArgument& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return false;
+  }
+  if (const std::string problem = run_dir_problem(o); !problem.empty()) {
+    std::cerr << "error: --run-dir " << o.run_dir << " " << problem << "\n";
+    return false;
+  }
+  return true;
+}
 
 dpsgd::LabelledImages load(const std::string& dir, const std::string& stem, std::int64_t subset) {
   dpsgd::LabelledImages data = dpsgd::read_idx_images(dpsgd::find_idx_file(dir, stem + "-images-idx3-ubyte"),
@@ -86,15 +171,57 @@ dpsgd::LabelledImages load(const std::string& dir, const std::string& stem, std:
   return data;
 }
 
-// Why `path` cannot be written as an output file, or "" if it can (or is empty: not requested).
-std::string output_problem(const std::string& path) {
-  if (path.empty()) return "";
-  const std::filesystem::path p(path);
-  if (std::filesystem::is_directory(p)) return "is a directory";
-  const std::filesystem::path parent = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
-  if (!std::filesystem::is_directory(parent)) return "its directory " + parent.string() + " does not exist";
-  if (::access(parent.c_str(), W_OK) != 0) return "its directory " + parent.string() + " is not writable";
-  return "";
+// q, steps, capacity and sigma. A resumed run keeps the noise multiplier and capacity in its run.json
+// (so that only its length can change); a new run calibrates sigma to the target epsilon, with a
+// capacity whose truncation charge is 1% of delta.
+Plan plan_run(const Options& o, std::int64_t n) {
+  const Settings& s = o.s;
+  if (s.batch_size > static_cast<double>(n))
+    throw dpsgd::InvalidArgument("--batch-size must be <= the training set size");
+  Plan p;
+  p.n = n;
+  p.q = s.batch_size / static_cast<double>(n);
+  p.steps = static_cast<std::int64_t>(std::ceil(o.epochs / p.q));
+  if (const auto stored = o.resume ? dpsgd::TrainingRun::definition_in(o.run_dir) : std::nullopt) {
+    p.capacity = stored->value("capacity", std::int64_t{0});
+    p.sigma = o.sigma ? *o.sigma : stored->value("noise_multiplier", 0.0);
+    return p;  // TrainingRun refuses the resume if anything else differs
+  }
+  p.capacity = dpsgd::capacity_for_delta_share(n, p.q, p.steps, s.epsilon, s.delta).capacity;
+  if (!s.no_privacy) {
+    const bool truncated = p.capacity < n;
+    p.sigma = o.sigma ? *o.sigma
+                      : dpsgd::calibrate_noise_multiplier(p.q, p.steps, s.epsilon, s.delta, {}, truncated ? n : 0,
+                                                          truncated ? p.capacity : 0);
+  }
+  return p;
+}
+
+dpsgd::TrainingRunConfig run_config(const Options& o, const Plan& p) {
+  dpsgd::TrainingRunConfig c;
+  c.directory = o.run_dir;
+  c.start = o.resume ? dpsgd::TrainingRunConfig::Start::kResumeOrNew : dpsgd::TrainingRunConfig::Start::kNew;
+  c.dataset_size = p.n;
+  c.sampling_rate = p.q;
+  c.capacity = p.capacity;
+  c.noise_multiplier = p.sigma;
+  c.clip = dpsgd::ClipConfig::flat(o.s.clip_norm);
+  c.steps = p.steps;
+  c.settings = o.s.to_json();
+  c.seed = o.seed;
+  return c;
+}
+
+void build_model(Model& model, const std::string& kind, std::uint64_t seed) {
+  using namespace dpsgd::nn;
+  if (kind == "cnn") {
+    add_tanh_cnn(model, ImageShape{28, 28, 1}, 10, seed);
+    return;
+  }
+  model.add<Linear<float>>(784, 256, true);
+  model.add<Activation<float>>(ActivationKind::kTanh);
+  model.add<Linear<float>>(256, 10, true);
+  model.finalize(seed);
 }
 
 double accuracy(Model& model, const dpsgd::LabelledImages& data) {
@@ -119,45 +246,6 @@ double heldout_loss(Model& model, const dpsgd::LabelledImages& data, std::int64_
   return loss.total_loss / static_cast<double>(std::max<std::int64_t>(1, loss.num_examples));
 }
 
-// The run's seed from its owner-only file, created from `fresh` if absent. An explicit --seed that
-// differs from the file's is refused: a resumed run keeps its seed.
-std::uint64_t run_secret_seed(const std::string& path, std::uint64_t fresh, bool explicit_seed) {
-  if (!std::filesystem::exists(path)) {
-    dpsgd::create_seed_file(path, fresh);
-    return fresh;
-  }
-  const std::uint64_t stored = dpsgd::read_seed_file(path);
-  if (explicit_seed && stored != fresh)
-    throw dpsgd::InvalidArgument("--seed " + std::to_string(fresh) + " differs from the seed of the run being resumed");
-  return stored;
-}
-
-// Everything the run made public, with its privacy cost: the parameters (every checkpoint and the
-// final model) are covered by the ledger's epsilon; the evaluation figures use test data only.
-void report_releases(const dpsgd::PrivacyLedger& ledger, double delta, const std::string& checkpoint_path) {
-  std::printf("releases:\n");
-  std::printf("  model parameters after %lld charged steps: epsilon %.4f at delta %g (the ledger's total)\n",
-              static_cast<long long>(ledger.steps()), ledger.epsilon(delta), delta);
-  if (!checkpoint_path.empty()) {
-    std::printf("  checkpoints %s: parameters after fewer steps, within the same total\n", checkpoint_path.c_str());
-    std::printf("  ledger %s.ledger.json: the steps charged (public)\n", checkpoint_path.c_str());
-    std::printf("  not released: the seed in %s.seed (secret, owner-only)\n", checkpoint_path.c_str());
-  }
-  std::printf("  test accuracy and held-out loss: test data only, no privacy cost\n");
-  std::printf("  nothing computed from private batches (their loss, their realised sizes) was printed or saved\n");
-}
-
-struct EvalPoint {
-  std::int64_t step;
-  double accuracy, epsilon;
-};
-
-[[noreturn]] void bad_checkpoint(const std::string& path, const std::string& what) {
-  throw dpsgd::FormatError("checkpoint " + path + " refused: " + what);
-}
-
-constexpr const char* kCheckpointFormat = "dpsgd.fashion_mnist";
-
 // Evaluation history in a checkpoint: [[step, accuracy, epsilon or null], ...] (JSON has no inf).
 nlohmann::json history_to_json(const std::vector<EvalPoint>& history) {
   nlohmann::json rows = nlohmann::json::array();
@@ -167,290 +255,223 @@ nlohmann::json history_to_json(const std::vector<EvalPoint>& history) {
   return {{"history", rows}};
 }
 
-std::vector<EvalPoint> history_from_json(const nlohmann::json& extra, const std::string& path) {
+std::vector<EvalPoint> history_from_json(const nlohmann::json& extra) {
   std::vector<EvalPoint> history;
   const auto rows = extra.find("history");
-  if (rows == extra.end() || !rows->is_array()) bad_checkpoint(path, "it has no evaluation history");
+  if (rows == extra.end()) return history;  // a run that stopped before its first checkpoint
+  const auto bad = [](const std::string& what) { throw dpsgd::FormatError("checkpoint refused: " + what); };
+  if (!rows->is_array()) bad("its evaluation history is not a list");
   for (const auto& e : *rows) {
     if (!e.is_array() || e.size() != 3 || !e[0].is_number_integer() || !e[1].is_number() ||
         !(e[2].is_number() || e[2].is_null()))
-      bad_checkpoint(path, "an evaluation history entry is malformed: " + e.dump());
+      bad("an evaluation history entry is malformed: " + e.dump());
     history.push_back({e[0].get<std::int64_t>(), e[1].get<double>(),
                        e[2].is_null() ? std::numeric_limits<double>::infinity() : e[2].get<double>()});
   }
   return history;
 }
 
+// The private training loop and what it shows: the run, the model, the data, the history it extends.
+class Trainer {
+ public:
+  Trainer(const Options& o, dpsgd::TrainingRun& run, Model& model, const dpsgd::LabelledImages& train,
+          const dpsgd::LabelledImages& test)
+      : o_(o), run_(run), model_(model), train_(train), test_(test) {
+    history_ = history_from_json(run.restored_extra());
+  }
+
+  // Trains until the plan is done or a stop is requested; checkpoints as it goes and at the end.
+  void train(const dpsgd::StopSignal& stop) {
+    const std::int64_t capacity = run_.config().capacity;
+    RowMajorMatrix<float> inputs(capacity, 784);
+    std::vector<std::int32_t> labels(static_cast<std::size_t>(capacity));
+    std::vector<float> gradient(static_cast<std::size_t>(model_.num_parameters()));
+    const auto first_step = static_cast<std::int64_t>(run_.next_step());
+    const auto start = std::chrono::steady_clock::now();
+    while (!run_.finished() && !stop.requested()) {
+      const dpsgd::Batch batch = run_.next_batch();
+      dpsgd::gather_batch<float>(batch, train_.images, train_.labels, inputs, labels);
+      const auto loss = dpsgd::nn::softmax_cross_entropy<float>(model_.forward(inputs), labels, batch.mask);
+      model_.backward(loss.logit_grads);
+      std::fill(gradient.begin(), gradient.end(), 0.0f);
+      if (o_.s.no_privacy) {
+        model_.gradient_sum(batch.mask, gradient);
+      } else {
+        model_.clipped_gradient_sum(batch.mask, run_.config().clip, gradient);
+      }
+      run_.step(model_.parameters(), gradient, batch);
+      check_finite();
+      const auto done = static_cast<std::int64_t>(run_.next_step());
+      if (done % report_every() == 0 || run_.finished()) report_progress(done, first_step, start);
+      if (done % steps_per_epoch() == 0 || run_.finished()) evaluate(done);
+      if (done % o_.checkpoint_every == 0 || run_.finished()) checkpoint();
+    }
+    if (stop.requested()) checkpoint();
+  }
+
+  double final_accuracy() { return history_.empty() ? accuracy(model_, test_) : history_.back().accuracy; }
+  double epsilon(dpsgd::AccountantKind kind = dpsgd::AccountantKind::kPld) const {
+    if (o_.s.no_privacy) return std::numeric_limits<double>::infinity();
+    dpsgd::AccountantOptions options;
+    options.kind = kind;
+    return run_.epsilon(o_.s.delta, options);
+  }
+  const std::vector<EvalPoint>& history() const { return history_; }
+
+ private:
+  std::int64_t steps_per_epoch() const {
+    return std::max<std::int64_t>(1, std::llround(1.0 / run_.config().sampling_rate));
+  }
+  std::int64_t report_every() const { return std::max<std::int64_t>(1, steps_per_epoch() / 4); }
+
+  // The parameters are released anyway, so checking them costs no privacy. A non-finite model stops
+  // the run before it can overwrite the last good checkpoint.
+  void check_finite() {
+    for (const float v : model_.parameters()) {
+      if (!std::isfinite(v)) {
+        throw dpsgd::Error("the parameters became non-finite at step " + std::to_string(run_.next_step() - 1) +
+                           " (learning rate or clip norm too large?); the last checkpoint is kept");
+      }
+    }
+  }
+
+  // Only public or held-out figures: steps per second (not realised batch sizes, which are private)
+  // and the loss on held-out test images (not on the private batches).
+  void report_progress(std::int64_t done, std::int64_t first_step, std::chrono::steady_clock::time_point start) {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double rate = static_cast<double>(done - first_step) / elapsed;
+    std::printf("  epoch %6.2f  step %6lld/%lld  held-out loss %.4f  %6.1f steps/s  eps(rdp) %6.3f  %5.0fs left\n",
+                static_cast<double>(done) * run_.config().sampling_rate, static_cast<long long>(done),
+                static_cast<long long>(run_.planned_steps()), heldout_loss(model_, test_, 1000), rate,
+                epsilon(dpsgd::AccountantKind::kRdp), static_cast<double>(run_.planned_steps() - done) / rate);
+    std::fflush(stdout);
+  }
+
+  void evaluate(std::int64_t done) {
+    history_.push_back({done, accuracy(model_, test_), epsilon()});
+    std::printf("  test accuracy %.4f at step %lld (epsilon %.3f)\n", history_.back().accuracy,
+                static_cast<long long>(done), history_.back().epsilon);
+  }
+
+  void checkpoint() { run_.checkpoint(model_.parameters(), history_to_json(history_)); }
+
+  const Options& o_;
+  dpsgd::TrainingRun& run_;
+  Model& model_;
+  const dpsgd::LabelledImages &train_, &test_;
+  std::vector<EvalPoint> history_;
+};
+
+void print_start(const Options& o, const dpsgd::TrainingRun& run, const Model& model) {
+  const dpsgd::DpSgdConfig& c = run.config();
+  std::printf("fashion_mnist: %s, %lld parameters, N=%lld, q=%.5f, capacity %lld, %lld steps, sigma=%.4f, C=%g%s\n",
+              o.s.model.c_str(), static_cast<long long>(model.num_parameters()), static_cast<long long>(c.dataset_size),
+              c.sampling_rate, static_cast<long long>(c.capacity), static_cast<long long>(run.planned_steps()),
+              c.noise_multiplier, o.s.clip_norm, o.s.no_privacy ? " (no privacy)" : "");
+  const std::string state = run.resumed() ? "resumed at step " + std::to_string(run.next_step()) : "new";
+  std::printf("run directory: %s (%s; continue it with --run-dir %s --resume)\n", run.directory().c_str(),
+              state.c_str(), run.directory().c_str());
+  for (const std::string& note : run.notes()) std::printf("note: %s\n", note.c_str());
+  if (o.seed)
+    std::fprintf(stderr, "note: explicit --seed makes this run reproducible; do not release its model as private\n");
+  std::fflush(stdout);
+}
+
+// Everything the run made public, with its privacy cost: the parameters (every checkpoint and the
+// final model) are covered by the ledger's epsilon; the evaluation figures use test data only.
+void report_releases(const dpsgd::TrainingRun& run, double delta) {
+  const std::string dir = run.directory();
+  std::printf("releases:\n");
+  std::printf("  model parameters after %lld charged steps: epsilon %.4f at delta %g (the ledger's total)\n",
+              static_cast<long long>(run.ledger().steps()), run.epsilon(delta), delta);
+  std::printf("  %s/checkpoint.json: parameters at the last checkpoint, within the same total\n", dir.c_str());
+  std::printf("  %s/ledger.json and run.json: the steps charged and the mechanism (public)\n", dir.c_str());
+  std::printf("  not released: %s/seed (secret, owner-only)\n", dir.c_str());
+  std::printf("  test accuracy and held-out loss: test data only, no privacy cost\n");
+  std::printf("  nothing computed from private batches (their loss, their realised sizes) was printed or saved\n");
+}
+
+void write_outputs(const Options& o, const Trainer& trainer, double test_accuracy, double epsilon,
+                   const dpsgd::TrainingRun& run, double seconds) {
+  if (!o.metrics_out.empty()) {
+    const nlohmann::json metrics = {
+        {"test_accuracy", test_accuracy},
+        {"epsilon", std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr)},
+        {"delta", o.s.delta},
+        {"steps", run.next_step()},
+        {"noise_multiplier", run.config().noise_multiplier},
+        {"capacity", run.config().capacity},
+        {"seconds", seconds},
+        {"model", o.s.model},
+        {"batch_size", o.s.batch_size},
+        {"epochs", o.epochs},
+        {"run_dir", run.directory()}};
+    dpsgd::write_file_atomically(o.metrics_out, metrics.dump(2) + "\n");
+  }
+  if (!o.plot_path.empty()) {
+    char eps_title[96];
+    std::snprintf(eps_title, sizeof(eps_title), "Epsilon spent (PLD, delta = %g)", o.s.delta);
+    dpsgd_example::Series acc{"Test accuracy", "#1f77b4", {}, {}}, eps{eps_title, "#d62728", {}, {}};
+    for (const auto& e : trainer.history()) {
+      acc.x.push_back(static_cast<double>(e.step));
+      acc.y.push_back(e.accuracy);
+      eps.x.push_back(static_cast<double>(e.step));
+      eps.y.push_back(std::isfinite(e.epsilon) ? e.epsilon : 0.0);
+    }
+    dpsgd::write_file_atomically(o.plot_path, dpsgd_example::svg_line_charts({acc, eps}, "training step"));
+  }
+}
+
+int run_main(Options& o) {
+  const auto start = std::chrono::steady_clock::now();
+  const dpsgd::LabelledImages train = load(o.s.data_dir, "train", o.s.train_subset);
+  const dpsgd::LabelledImages test = load(o.s.data_dir, "t10k", o.test_subset);
+  const Plan plan = plan_run(o, train.images.rows());
+  auto optimizer = std::make_unique<dpsgd::Momentum<float>>(o.s.learning_rate, o.s.momentum);
+  dpsgd::TrainingRun run(run_config(o, plan), std::move(optimizer));
+  Model model;
+  build_model(model, o.s.model, run.initialisation_seed());
+  if (!run.restored_parameters().empty()) {
+    if (static_cast<std::int64_t>(run.restored_parameters().size()) != model.num_parameters())
+      throw dpsgd::FormatError("checkpoint refused: its parameter count differs from the model's");
+    std::copy(run.restored_parameters().begin(), run.restored_parameters().end(), model.parameters().begin());
+  }
+  print_start(o, run, model);
+
+  const dpsgd::StopSignal stop;
+  Trainer trainer(o, run, model, train, test);
+  trainer.train(stop);
+  if (stop.requested()) {
+    std::printf(
+        "stopped by %s at step %llu (checkpoint saved, epsilon so far %.4f); continue with --run-dir %s --resume\n",
+        stop.name(), static_cast<unsigned long long>(run.next_step()), trainer.epsilon(), run.directory().c_str());
+    return stop.exit_status();
+  }
+
+  const double test_accuracy = trainer.final_accuracy();
+  const double epsilon = trainer.epsilon();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("test accuracy: %.4f\n", test_accuracy);
+  std::printf("epsilon: %.4f at delta = %g (PLD, add/remove adjacency, truncated Poisson sampling, %llu steps)\n",
+              epsilon, o.s.delta, static_cast<unsigned long long>(run.next_step()));
+  std::printf("time: %.1f s\n", seconds);
+  report_releases(run, o.s.delta);
+  write_outputs(o, trainer, test_accuracy, epsilon, run, seconds);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Train a model on Fashion-MNIST with DP-SGD (dpsgd's main example)"};
-  Settings s;
-  std::string data_dir = "/usr/share/datasets/fashion-mnist", metrics_out, plot_path, checkpoint_path;
-  std::optional<std::uint64_t> seed;
-  std::optional<double> sigma_flag;
-  std::int64_t checkpoint_every = 50;
-  bool resume = false;
-  app.add_option("--data-dir", data_dir, "directory of the four IDX files (plain or .gz)");
-  app.add_option("--model", s.model, "cnn (tanh CNN, default) or mlp")->check(CLI::IsMember({"cnn", "mlp"}));
-  app.add_option("--epsilon", s.epsilon, "privacy budget (default 3)")->check(CLI::PositiveNumber);
-  app.add_option("--delta", s.delta, "delta (default 1e-5)")->check(CLI::Range(1e-300, 0.999999));
-  app.add_option("--noise-multiplier", sigma_flag, "use this sigma and report its epsilon instead of calibrating")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--epochs", s.epochs, "passes over the data")->check(CLI::Range(0.001, 10000.0));
-  app.add_option("--batch-size", s.batch_size, "expected batch size q N")->check(CLI::Range(1.0, 1e6));
-  app.add_option("--learning-rate", s.learning_rate, "learning rate")->check(CLI::PositiveNumber);
-  app.add_option("--momentum", s.momentum, "heavy-ball momentum in [0, 1)")->check(CLI::Range(0.0, 0.999));
-  app.add_option("--clip-norm", s.clip_norm, "per-example clip norm C")->check(CLI::PositiveNumber);
-  app.add_flag("--no-privacy", s.no_privacy, "train the same model without clipping or noise");
-  app.add_option("--seed", seed, "explicit seed: reproducible, NOT for a released model (default: OS CSPRNG)");
-  app.add_option("--train-subset", s.train_subset, "use only the first N training examples (smoke tests)")
-      ->check(CLI::Range(std::int64_t{10}, std::int64_t{60000}));
-  app.add_option("--test-subset", s.test_subset, "evaluate on the first N test examples")
-      ->check(CLI::Range(std::int64_t{10}, std::int64_t{10000}));
-  app.add_option("--metrics-out", metrics_out, "write final metrics as JSON");
-  app.add_option("--plot", plot_path, "write test accuracy and epsilon against steps as an SVG file");
-  app.add_option("--checkpoint", checkpoint_path, "save model, optimiser, step and ledger here (atomically)");
-  app.add_option("--checkpoint-every", checkpoint_every, "steps between checkpoints")->check(CLI::PositiveNumber);
-  app.add_flag("--resume", resume, "continue from --checkpoint if it exists");
+  Options options;
+  if (const auto status = parse_options(argc, argv, options)) return *status;
+  if (options.run_dir.empty()) options.run_dir = dpsgd::TrainingRun::fresh_directory("runs", "fashion_mnist");
+  if (!outputs_usable(options)) return 2;
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
-  }
-  if (resume && checkpoint_path.empty()) {
-    std::cerr << "error: --resume needs --checkpoint\n";
-    return 2;
-  }
-  // Outputs are checked before any work: an unwritable path must not cost a whole training run.
-  for (const auto& [flag, file] : {std::pair<std::string, std::string>{"--metrics-out", metrics_out},
-                                   {"--plot", plot_path},
-                                   {"--checkpoint", checkpoint_path}}) {
-    if (const std::string problem = output_problem(file); !problem.empty()) {
-      std::cerr << "error: " << flag << " " << file << ": " << problem << "\n";
-      return 2;
-    }
-  }
-  if (!resume && !checkpoint_path.empty()) {
-    // Another run's state is never replaced: its ledger holds privacy already spent.
-    for (const std::string& file : {checkpoint_path, checkpoint_path + ".ledger.json", checkpoint_path + ".seed"}) {
-      if (std::filesystem::exists(file)) {
-        std::cerr << "error: " << file << " exists: pass --resume to continue that run, or choose another "
-                  << "--checkpoint (nothing was changed)\n";
-        return 1;
-      }
-    }
-  }
-
-  try {
-    const auto start = std::chrono::steady_clock::now();
-    const dpsgd::LabelledImages train = load(data_dir, "train", s.train_subset);
-    const dpsgd::LabelledImages test = load(data_dir, "t10k", s.test_subset);
-    const std::int64_t n = train.images.rows();
-    if (s.batch_size > static_cast<double>(n))
-      throw dpsgd::InvalidArgument("--batch-size must be <= the training set size");
-
-    // The run's seed decides every batch and every noise vector: it is a secret, kept in its own
-    // owner-only file beside the checkpoint, never inside a file that holds parameters.
-    std::uint64_t run_seed = seed ? *seed : dpsgd::secure_random_seed();
-    if (!checkpoint_path.empty()) run_seed = run_secret_seed(checkpoint_path + ".seed", run_seed, seed.has_value());
-    if (seed)
-      std::fprintf(stderr, "note: explicit --seed makes this run reproducible; do not release its model as private\n");
-
-    const double q = s.batch_size / static_cast<double>(n);
-    const auto steps = static_cast<std::int64_t>(std::ceil(s.epochs / q));
-    // Capacity so that truncation costs at most 1% of delta: the charge is (1 + e^eps) T Pr[overflow].
-    const double overflow = 0.01 * s.delta / ((1.0 + std::exp(s.epsilon)) * static_cast<double>(steps));
-    const std::int64_t capacity =
-        std::min(n, dpsgd::capacity_for_truncation_probability(n, q, std::min(overflow, 1e-3)).capacity);
-    const bool truncated = capacity < n;
-    double sigma = 0.0;
-    if (!s.no_privacy) {
-      sigma = sigma_flag ? *sigma_flag
-                         : dpsgd::calibrate_noise_multiplier(q, steps, s.epsilon, s.delta, {}, truncated ? n : 0,
-                                                             truncated ? capacity : 0);
-    }
-
-    // Everything that defines the mechanism: a resume with any of it changed is refused.
-    nlohmann::json run_settings = s.to_json();
-    run_settings["noise_multiplier"] = sigma;
-    run_settings["capacity"] = capacity;
-    run_settings["data_dir"] = data_dir;
-
-    // Resume: the checkpoint fixes the model, the optimiser and the step; the ledger file
-    // (written before every update) fixes which step indices are already charged.
-    dpsgd::TrainingCheckpoint checkpoint;
-    const std::string ledger_path = checkpoint_path.empty() ? "" : checkpoint_path + ".ledger.json";
-    const bool resuming = resume && std::filesystem::exists(checkpoint_path);
-    if (resuming) {
-      checkpoint = dpsgd::load_checkpoint(checkpoint_path);  // checksum, types, ranges: FormatError if not
-      if (checkpoint.format != kCheckpointFormat)
-        bad_checkpoint(checkpoint_path, "it was written by " + checkpoint.format);
-      if (checkpoint.settings != run_settings) {
-        bad_checkpoint(checkpoint_path, "it was written with different settings: " + checkpoint.settings.dump());
-      }
-      std::printf("resuming from %s at step %llu\n", checkpoint_path.c_str(),
-                  static_cast<unsigned long long>(checkpoint.next_step));
-    }
-
-    Model model;
-    if (s.model == "cnn") {
-      dpsgd::nn::add_tanh_cnn(model, dpsgd::nn::ImageShape{28, 28, 1}, 10, run_seed + 3);
-    } else {
-      build_mlp(model, run_seed + 3);
-    }
-    dpsgd::PoissonSampler sampler(n, q, capacity, run_seed + 2);
-    // q, the divisor q N and the truncation charge all come from the sampler.
-    const dpsgd::DpSgdConfig config =
-        dpsgd::DpSgdConfig::for_sampler(sampler, sigma, dpsgd::ClipConfig::flat(s.clip_norm));
-    // The ledger is saved before every update (write-ahead). On resume it may be ahead of the
-    // checkpoint: the steps it holds beyond it were charged, so they stay charged.
-    // An existing ledger file is always continued (locked, never replaced), with or without a
-    // checkpoint: a run killed before its first checkpoint keeps its charged steps.
-    dpsgd::PrivacyLedger ledger;
-    if (!ledger_path.empty() && std::filesystem::exists(ledger_path)) {
-      ledger = dpsgd::PrivacyLedger::open(ledger_path);
-      // The checkpoint's steps were all charged; a ledger file behind it was not written by this run.
-      if (resuming && !ledger.continues(checkpoint.ledger)) {
-        bad_checkpoint(checkpoint_path,
-                       "the ledger file " + ledger_path +
-                           " does not continue the history the checkpoint saw (another run's ledger?)");
-      }
-      if (!resuming) {
-        std::printf("no checkpoint at %s: the %lld steps charged in %s stay charged; training restarts at step %llu\n",
-                    checkpoint_path.c_str(), static_cast<long long>(ledger.steps()), ledger_path.c_str(),
-                    static_cast<unsigned long long>(ledger.next_step()));
-      }
-    } else {
-      if (resuming) ledger = checkpoint.ledger;
-      if (resume && !resuming) std::printf("no checkpoint at %s yet: starting a new run\n", checkpoint_path.c_str());
-      if (!ledger_path.empty()) ledger.persist_to(ledger_path);  // created now: fails before any work
-    }
-    std::vector<EvalPoint> history;
-    auto optimizer = std::make_unique<dpsgd::Momentum<float>>(s.learning_rate, s.momentum);
-    dpsgd::DpSgd<float> dp(config, std::move(optimizer), run_seed + 1, &ledger);
-    if (resuming) {
-      if (static_cast<std::int64_t>(checkpoint.params.size()) != model.num_parameters())
-        bad_checkpoint(checkpoint_path, "parameter count differs");
-      std::copy(checkpoint.params.begin(), checkpoint.params.end(), model.parameters().begin());
-      dp.optimizer().set_state(checkpoint.optimizer_state);
-      history = history_from_json(checkpoint.extra, checkpoint_path);
-      // Steps charged after the checkpoint were lost with the crash, but their noise may not be
-      // reused: continue after the last charged step, and stop at the planned total.
-      dp.resume_at(std::max<std::uint64_t>(checkpoint.next_step, ledger.next_step()));
-    } else if (ledger.next_step() > 0) {
-      dp.resume_at(ledger.next_step());  // charged steps of a run that left no checkpoint
-    }
-    std::printf("fashion_mnist: %s, %lld parameters, N=%lld, q=%.5f, capacity %lld, %lld steps, sigma=%.4f, C=%g%s\n",
-                s.model.c_str(), static_cast<long long>(model.num_parameters()), static_cast<long long>(n), q,
-                static_cast<long long>(capacity), static_cast<long long>(steps), sigma, s.clip_norm,
-                s.no_privacy ? " (no privacy)" : "");
-    std::fflush(stdout);
-
-    const auto save_checkpoint = [&]() {
-      if (checkpoint_path.empty()) return;
-      dpsgd::TrainingCheckpoint state;
-      state.format = kCheckpointFormat;
-      state.settings = run_settings;
-      state.seed = 0;  // the seed lives in its own file (see run_secret_seed)
-      state.next_step = dp.next_step();
-      state.params.assign(model.parameters().begin(), model.parameters().end());
-      state.optimizer_state = dp.optimizer().state();
-      state.ledger = ledger;
-      state.extra = history_to_json(history);
-      dpsgd::save_checkpoint(checkpoint_path, state);
-    };
-    const auto epsilon_now = [&](dpsgd::AccountantKind kind) {
-      if (s.no_privacy) return std::numeric_limits<double>::infinity();
-      dpsgd::AccountantOptions options;
-      options.kind = kind;
-      return ledger.epsilon(s.delta, options);
-    };
-
-    RowMajorMatrix<float> inputs(capacity, 784);
-    std::vector<std::int32_t> labels(static_cast<std::size_t>(capacity));
-    std::vector<float> gradient(static_cast<std::size_t>(model.num_parameters()));
-    const std::int64_t steps_per_epoch = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::llround(1.0 / q)));
-    const std::int64_t report_every = std::max<std::int64_t>(1, steps_per_epoch / 4);
-    const std::int64_t first_step = static_cast<std::int64_t>(dp.next_step());
-    const auto train_start = std::chrono::steady_clock::now();
-    while (static_cast<std::int64_t>(dp.next_step()) < steps) {
-      const std::int64_t step = static_cast<std::int64_t>(dp.next_step());
-      const dpsgd::Batch batch = sampler.sample(dp.next_step());
-      dpsgd::gather_batch<float>(batch, train.images, train.labels, inputs, labels);
-      const auto loss = dpsgd::nn::softmax_cross_entropy<float>(model.forward(inputs), labels, batch.mask);
-      model.backward(loss.logit_grads);
-      std::fill(gradient.begin(), gradient.end(), 0.0f);
-      if (s.no_privacy) {
-        model.gradient_sum(batch.mask, gradient);
-      } else {
-        model.clipped_gradient_sum(batch.mask, config.clip, gradient);
-      }
-      dp.step(model.parameters(), gradient, batch);
-      // The parameters are released anyway, so checking them costs no privacy. A non-finite model
-      // stops the run before it can overwrite the last good checkpoint.
-      const auto params = model.parameters();
-      if (dpsgd::detail::first_nonfinite<float>(params) != params.size()) {
-        throw dpsgd::Error("the parameters became non-finite at step " + std::to_string(step) +
-                           " (learning rate or clip norm too large?); the last checkpoint is kept");
-      }
-      const std::int64_t done = step + 1;
-      if (done % report_every == 0 || done == steps) {
-        const auto now = std::chrono::steady_clock::now();
-        const double elapsed = std::chrono::duration<double>(now - train_start).count();
-        const double left = elapsed / static_cast<double>(done - first_step) * static_cast<double>(steps - done);
-        // Only public or held-out figures: steps per second (not realised batch sizes, which are
-        // private) and the loss on held-out test images (not on the private batches).
-        std::printf("  epoch %6.2f  step %6lld/%lld  held-out loss %.4f  %6.1f steps/s  eps(rdp) %6.3f  %5.0fs left\n",
-                    static_cast<double>(done) * q, static_cast<long long>(done), static_cast<long long>(steps),
-                    heldout_loss(model, test, 1000), static_cast<double>(done - first_step) / elapsed,
-                    epsilon_now(dpsgd::AccountantKind::kRdp), left);
-        std::fflush(stdout);
-      }
-      if (done % steps_per_epoch == 0 || done == steps) {
-        history.push_back({done, accuracy(model, test), epsilon_now(dpsgd::AccountantKind::kPld)});
-        std::printf("  test accuracy %.4f at step %lld (epsilon %.3f)\n", history.back().accuracy,
-                    static_cast<long long>(done), history.back().epsilon);
-      }
-      if (done % checkpoint_every == 0 || done == steps) save_checkpoint();
-    }
-
-    const double test_accuracy = history.empty() ? accuracy(model, test) : history.back().accuracy;
-    const double epsilon = epsilon_now(dpsgd::AccountantKind::kPld);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("test accuracy: %.4f\n", test_accuracy);
-    std::printf("epsilon: %.4f at delta = %g (PLD, add/remove adjacency, truncated Poisson sampling, %lld steps)\n",
-                epsilon, s.delta, static_cast<long long>(dp.next_step()));
-    std::printf("time: %.1f s\n", seconds);
-    report_releases(ledger, s.delta, checkpoint_path);
-    if (!metrics_out.empty()) {
-      const nlohmann::json metrics = {
-          {"test_accuracy", test_accuracy},
-          {"epsilon", std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr)},
-          {"delta", s.delta},
-          {"steps", steps},
-          {"noise_multiplier", sigma},
-          {"seconds", seconds},
-          {"model", s.model},
-          {"batch_size", s.batch_size},
-          {"epochs", s.epochs}};
-      dpsgd::write_file_atomically(metrics_out, metrics.dump(2) + "\n");
-    }
-    if (!plot_path.empty()) {
-      char eps_title[96];
-      std::snprintf(eps_title, sizeof(eps_title), "Epsilon spent (PLD, delta = %g)", s.delta);
-      dpsgd_example::Series acc{"Test accuracy", "#1f77b4", {}, {}}, eps{eps_title, "#d62728", {}, {}};
-      for (const auto& e : history) {
-        acc.x.push_back(static_cast<double>(e.step));
-        acc.y.push_back(e.accuracy);
-        eps.x.push_back(static_cast<double>(e.step));
-        eps.y.push_back(std::isfinite(e.epsilon) ? e.epsilon : 0.0);
-      }
-      dpsgd::write_file_atomically(plot_path, dpsgd_example::svg_line_charts({acc, eps}, "training step"));
-    }
+    return run_main(options);
+  } catch (const dpsgd::FileExists& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());  // another run's files: nothing was changed
+    return 1;
   } catch (const dpsgd::Error& e) {
     // Missing or corrupt data, a refused checkpoint, a bad argument: the user's input, status 2.
     std::fprintf(stderr, "error: %s\n", e.what());
@@ -459,5 +480,4 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
-  return 0;
 }

@@ -10,7 +10,7 @@ binary=$1 cli=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
 RANDOM=20261122  # fixed seed for the kill times: the test is reproducible
 common=(--train-subset 3000 --test-subset 300 --epochs 3 --batch-size 100 --seed 5 --epsilon 2
-        --checkpoint "$work/ckpt.json" --checkpoint-every 1 --metrics-out "$work/metrics.json")
+        --run-dir "$work/run" --checkpoint-every 1 --metrics-out "$work/metrics.json")
 fail() { echo "kill_resume_test: FAILED: $*" >&2; exit 1; }
 
 kills=0
@@ -26,7 +26,7 @@ for round in 1 2 3 4 5 6; do
     cat "$work/run$round.log" >&2
     fail "round $round exited with status $status"
   fi
-  grep -h "resuming from" "$work/run$round.log" || true
+  grep -h "run directory\|^note" "$work/run$round.log" || true
 done
 echo "kill_resume_test: $kills runs killed with SIGKILL"
 [ "$kills" -ge 3 ] || fail "only $kills kills landed; the run is too fast for this test"
@@ -47,38 +47,38 @@ expected=$("$cli" epsilon --sampling-rate "$q" --noise-multiplier "$sigma" --ste
 awk -v r="$epsilon" -v p="$expected" 'BEGIN { exit !(r + 0 >= p - 1e-9) }' ||
   fail "reported epsilon $epsilon is below the epsilon of the $steps planned steps ($expected)"
 echo "kill_resume_test: reported epsilon $epsilon >= $expected, the epsilon of all $steps planned steps"
-charged=$(grep '"steps":' "$work/ckpt.json.ledger.json" | sed 's/[^0-9]//g' | awk '{ s += $1 } END { print s + 0 }')
+charged=$(grep '"steps":' "$work/run/ledger.json" | sed 's/[^0-9]//g' | awk '{ s += $1 } END { print s + 0 }')
 [ "$charged" -ge "$steps" ] || fail "the ledger charged $charged steps, fewer than the $steps planned"
 echo "kill_resume_test: the ledger charged $charged steps for $steps planned"
 
 # The seed is a secret: in its own owner-only file, not in the checkpoint that holds the parameters.
-[ "$(stat -c %a "$work/ckpt.json.seed")" = 600 ] || fail "the seed file is not owner-only"
-[ "$(tr -d '[:space:]' <"$work/ckpt.json.seed")" = 5 ] || fail "the seed file does not hold the run's seed"
-grep -q '"seed":5' "$work/ckpt.json" && fail "the checkpoint holds the run's seed"
-echo "kill_resume_test: the seed is only in the owner-only ckpt.json.seed"
+[ "$(stat -c %a "$work/run/seed")" = 600 ] || fail "the seed file is not owner-only"
+[ "$(tr -d '[:space:]' <"$work/run/seed")" = 5 ] || fail "the seed file does not hold the run's seed"
+grep -q '"seed":5' "$work/run/checkpoint.json" && fail "the checkpoint holds the run's seed"
+echo "kill_resume_test: the seed is only in the owner-only run/seed"
 
 # A truncated or edited checkpoint is refused with a clear error and exit status 2.
-cp "$work/ckpt.json" "$work/good.json"
-head -c "$(( $(wc -c <"$work/good.json") / 2 ))" "$work/good.json" >"$work/ckpt.json"
+cp "$work/run/checkpoint.json" "$work/good.json"
+head -c "$(( $(wc -c <"$work/good.json") / 2 ))" "$work/good.json" >"$work/run/checkpoint.json"
 set +e
 "$binary" "${common[@]}" --resume >"$work/truncated.log" 2>&1; status=$?
 set -e
 [ "$status" -eq 2 ] && grep -q "refused" "$work/truncated.log" || { cat "$work/truncated.log" >&2; fail "a truncated checkpoint was not refused (status $status)"; }
-sed 's/"seed":0/"seed":6/' "$work/good.json" >"$work/ckpt.json"
-cmp -s "$work/good.json" "$work/ckpt.json" && fail "the edit did not change the checkpoint"
+sed 's/"seed":0/"seed":6/' "$work/good.json" >"$work/run/checkpoint.json"
+cmp -s "$work/good.json" "$work/run/checkpoint.json" && fail "the edit did not change the checkpoint"
 set +e
 "$binary" "${common[@]}" --resume >"$work/edited.log" 2>&1; status=$?
 set -e
 [ "$status" -eq 2 ] && grep -q "checksum" "$work/edited.log" || { cat "$work/edited.log" >&2; fail "an edited checkpoint was not refused (status $status)"; }
 echo "kill_resume_test: truncated and edited checkpoints refused: $(grep -h refused "$work/edited.log")"
 # A second run on the same checkpoint without --resume refuses before any work and changes no file.
-cp "$work/good.json" "$work/ckpt.json"
-cp "$work/ckpt.json.ledger.json" "$work/ledger-before.json"
+cp "$work/good.json" "$work/run/checkpoint.json"
+cp "$work/run/ledger.json" "$work/ledger-before.json"
 set +e
 "$binary" "${common[@]}" >"$work/second.log" 2>&1; status=$?
 set -e
 [ "$status" -ne 0 ] && grep -q "exists" "$work/second.log" || { cat "$work/second.log" >&2; fail "a second run without --resume was not refused (status $status)"; }
-cmp -s "$work/good.json" "$work/ckpt.json" && cmp -s "$work/ledger-before.json" "$work/ckpt.json.ledger.json" ||
+cmp -s "$work/good.json" "$work/run/checkpoint.json" && cmp -s "$work/ledger-before.json" "$work/run/ledger.json" ||
   fail "a refused second run changed the checkpoint or the ledger"
 echo "kill_resume_test: a second run without --resume refused, files unchanged"
 # Fail before the work: an output that cannot be written is refused at once.
@@ -89,9 +89,26 @@ set -e
 # A run whose parameters become non-finite stops and leaves no checkpoint of them.
 set +e
 "$binary" --model mlp --train-subset 3000 --test-subset 100 --epochs 1 --clip-norm 1e39 --seed 1 \
-  --checkpoint "$work/nan.json" >"$work/nan.log" 2>&1; status=$?
+  --run-dir "$work/nan" >"$work/nan.log" 2>&1; status=$?
 set -e
-[ "$status" -ne 0 ] && grep -q "non-finite" "$work/nan.log" && [ ! -e "$work/nan.json" ] ||
+[ "$status" -ne 0 ] && grep -q "non-finite" "$work/nan.log" && [ ! -e "$work/nan/checkpoint.json" ] ||
   { cat "$work/nan.log" >&2; fail "a non-finite run was not stopped before checkpointing (status $status)"; }
 echo "kill_resume_test: unwritable output refused up front; non-finite parameters stop the run, no checkpoint"
+# SIGTERM ends a run after its current step, with a checkpoint and no temporary file left behind.
+"$binary" --model mlp --train-subset 3000 --test-subset 100 --epochs 20 --batch-size 100 --seed 2 \
+  --run-dir "$work/term" >"$work/term.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do [ -e "$work/term/ledger.json" ] && grep -q "steps\":" "$work/term/ledger.json" && break; sleep 0.1; done
+sleep 0.5
+kill -TERM "$pid"
+wait "$pid" && status=0 || status=$?
+[ "$status" -eq 143 ] && grep -q "stopped by SIGTERM" "$work/term.log" || { cat "$work/term.log" >&2; fail "SIGTERM did not stop the run cleanly (status $status)"; }
+[ -e "$work/term/checkpoint.json" ] || fail "SIGTERM left no checkpoint"
+ls "$work/term" | grep -q "tmp" && fail "SIGTERM left temporary files: $(ls "$work/term")"
+"$binary" --model mlp --train-subset 3000 --test-subset 100 --epochs 20 --batch-size 100 --seed 2 \
+  --run-dir "$work/term" --resume --checkpoint-every 1000 >"$work/term2.log" 2>&1 & pid=$!
+for _ in $(seq 100); do grep -q "run directory" "$work/term2.log" && break; sleep 0.1; done
+kill -TERM "$pid"; wait "$pid" || true
+grep -q "resumed at step" "$work/term2.log" || { cat "$work/term2.log" >&2; fail "the run stopped by SIGTERM did not resume"; }
+echo "kill_resume_test: SIGTERM stops after the current step with a checkpoint, nothing temporary left; the run resumes"
 echo "kill_resume_test: passed"

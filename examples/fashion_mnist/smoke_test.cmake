@@ -5,7 +5,7 @@ file(MAKE_DIRECTORY ${WORK_DIR})
 set(common --train-subset 2000 --test-subset 500 --epochs 2 --batch-size 250 --seed 11 --epsilon 3)
 
 execute_process(COMMAND ${BINARY} ${common} --metrics-out ${WORK_DIR}/metrics.json --plot ${WORK_DIR}/plot.svg
-                        --checkpoint ${WORK_DIR}/ckpt.json --checkpoint-every 5
+                        --run-dir ${WORK_DIR}/run --checkpoint-every 5
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "fashion_mnist failed (${rc}):\n${out}\n${err}")
@@ -32,21 +32,45 @@ if(has_line EQUAL -1)
 endif()
 
 # --resume of a finished run continues nowhere and reports the same epsilon.
-execute_process(COMMAND ${BINARY} ${common} --checkpoint ${WORK_DIR}/ckpt.json --resume --metrics-out ${WORK_DIR}/again.json
+execute_process(COMMAND ${BINARY} ${common} --run-dir ${WORK_DIR}/run --resume --metrics-out ${WORK_DIR}/again.json
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "resume failed (${rc}):\n${out}\n${err}")
 endif()
+file(READ ${WORK_DIR}/again.json again)
+string(JSON epsilon_again GET "${again}" epsilon)
+if(NOT epsilon_again EQUAL epsilon)
+  message(FATAL_ERROR "resuming a finished run changed epsilon from ${epsilon} to ${epsilon_again}")
+endif()
+
+# A resume that only makes the run longer is accepted and says so; the ledger charges the new steps.
+set(longer ${common})
+list(FIND longer --epochs at)
+math(EXPR at "${at} + 1")
+list(REMOVE_AT longer ${at})
+list(INSERT longer ${at} 3)
+execute_process(COMMAND ${BINARY} ${longer} --run-dir ${WORK_DIR}/run --resume --metrics-out ${WORK_DIR}/longer.json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+string(FIND "${out}" "only its length changed" said)
+if(NOT rc EQUAL 0 OR said EQUAL -1)
+  message(FATAL_ERROR "a longer resume failed or did not say so (${rc}):\n${out}\n${err}")
+endif()
+file(READ ${WORK_DIR}/longer.json longer)
+string(JSON epsilon_longer GET "${longer}" epsilon)
+if(NOT epsilon_longer GREATER epsilon)
+  message(FATAL_ERROR "the longer run reports epsilon ${epsilon_longer}, not more than ${epsilon}")
+endif()
 
 # A resumed run with other settings is refused.
-execute_process(COMMAND ${BINARY} ${common} --learning-rate 1 --checkpoint ${WORK_DIR}/ckpt.json --resume
+execute_process(COMMAND ${BINARY} ${common} --learning-rate 1 --run-dir ${WORK_DIR}/run --resume
                 RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
-if(NOT rc EQUAL 2)
-  message(FATAL_ERROR "resume with different settings exited ${rc}, expected 2: ${err}")
+string(FIND "${err}" "settings.learning_rate was 4.0, now 1.0" named)
+if(NOT rc EQUAL 2 OR named EQUAL -1)
+  message(FATAL_ERROR "resume with different settings exited ${rc}, expected 2 naming the change: ${err}")
 endif()
 
 # Missing and truncated data files.
-execute_process(COMMAND ${BINARY} ${common} --data-dir ${WORK_DIR}/nothing RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+execute_process(COMMAND ${BINARY} ${common} --data-dir ${WORK_DIR}/nothing --run-dir ${WORK_DIR}/run_missing RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
 if(NOT rc EQUAL 2)
   message(FATAL_ERROR "missing data exited ${rc}, expected 2: ${err}")
 endif()
@@ -54,8 +78,11 @@ file(MAKE_DIRECTORY ${WORK_DIR}/broken)
 foreach(name train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
   file(WRITE ${WORK_DIR}/broken/${name} "\x00\x00\x08\x03")
 endforeach()
-execute_process(COMMAND ${BINARY} ${common} --data-dir ${WORK_DIR}/broken RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+execute_process(COMMAND ${BINARY} ${common} --data-dir ${WORK_DIR}/broken --run-dir ${WORK_DIR}/run_broken RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
 if(NOT rc EQUAL 2)
   message(FATAL_ERROR "truncated data exited ${rc}, expected 2: ${err}")
+endif()
+if(EXISTS ${WORK_DIR}/run_missing OR EXISTS ${WORK_DIR}/run_broken)
+  message(FATAL_ERROR "a run refused for its data left a run directory behind")
 endif()
 message(STATUS "fashion_mnist smoke test passed: accuracy ${accuracy}, epsilon ${epsilon}")

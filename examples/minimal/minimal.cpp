@@ -30,13 +30,15 @@ int main(int argc, char** argv) try {
   config.capacity = dpsgd::capacity_for_truncation_probability(kN, 0.05, 1e-12).capacity;
   config.noise_multiplier = 1.5;
   config.clip = dpsgd::ClipConfig::flat(1.0);
+  config.steps = kSteps;
   dpsgd::TrainingRun run(config, std::make_unique<dpsgd::Sgd<float>>(0.5));
+  for (const std::string& note : run.notes()) std::printf("note: %s\n", note.c_str());
 
   std::vector<float> w(kFeatures, 0.0f);
   if (!run.restored_parameters().empty()) w = run.restored_parameters();
   dpsgd::RowMajorMatrix<float> rows(config.capacity, kFeatures);  // per-example gradients
   std::vector<float> gradient(kFeatures);
-  while (run.next_step() < kSteps) {
+  while (!run.finished()) {
     const dpsgd::Batch batch = run.next_batch();
     rows.setZero();
     for (std::int64_t slot = 0; slot < batch.real_size; ++slot) {

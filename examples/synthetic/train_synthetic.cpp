@@ -1,5 +1,5 @@
 // dpsgd_synthetic: trains an MLP with DP-SGD (Poisson batches, ghost clipping, Gaussian noise) on a
-// synthetic Gaussian-mixture task, showing the whole step loop a user writes around the library.
+// synthetic Gaussian-mixture task, on dpsgd::TrainingRun: the whole loop a user writes around the library.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -11,11 +11,11 @@
 #include <random>
 
 #include "dpsgd/accounting/accountant.hpp"
-#include "dpsgd/accounting/privacy_ledger.hpp"
 #include "dpsgd/core/atomic_file.hpp"
 #include "dpsgd/dpsgd.hpp"
 #include "dpsgd/nn/mlp.hpp"
 #include "dpsgd/nn/softmax_cross_entropy.hpp"
+#include "dpsgd/optim/training_run.hpp"
 #include "dpsgd/sampling/gather_batch.hpp"
 
 namespace {
@@ -25,20 +25,121 @@ struct Dataset {
   std::vector<std::int32_t> labels;
 };
 
+struct Options {
+  std::int64_t train_size = 60000;
+  int features = 64, classes = 10, hidden = 128, epochs = 5;
+  double separation = 0.5, batch_size = 256, clip_norm = 1.0, learning_rate = 0.5, momentum = 0.9;
+  double epsilon = 3.0, delta = 1e-5, min_accuracy = 0.0;
+  std::optional<double> sigma;
+  bool no_privacy = false, resume = false;
+  std::optional<std::uint64_t> seed;
+  std::uint64_t data_seed = 1;
+  std::string metrics_out, run_dir;
+
+  // What defines the run besides q, N, capacity and sigma: a resume with other values is refused.
+  nlohmann::json settings() const {
+    return {{"features", features},
+            {"classes", classes},
+            {"hidden", hidden},
+            {"separation", separation},
+            {"learning_rate", learning_rate},
+            {"momentum", momentum},
+            {"no_privacy", no_privacy},
+            {"data_seed", data_seed},
+            {"epsilon", epsilon},
+            {"delta", delta}};
+  }
+};
+
+std::optional<int> parse_options(int argc, char** argv, Options& o) {
+  CLI::App app{"Train an MLP with DP-SGD on a synthetic Gaussian-mixture task (dpsgd example)"};
+  app.add_option("--train-size", o.train_size, "training examples N")
+      ->check(CLI::Range(std::int64_t{100}, std::int64_t{100'000'000}));
+  app.add_option("--features", o.features, "input dimension")->check(CLI::Range(1, 100000));
+  app.add_option("--classes", o.classes, "number of classes")->check(CLI::Range(2, 1000));
+  app.add_option("--hidden", o.hidden, "hidden units")->check(CLI::Range(1, 100000));
+  app.add_option("--separation", o.separation, "distance scale between class centres")->check(CLI::PositiveNumber);
+  app.add_option("--epochs", o.epochs, "passes over the data (steps = epochs / q)")->check(CLI::Range(1, 100000));
+  app.add_option("--batch-size", o.batch_size, "expected batch size q N")->check(CLI::PositiveNumber);
+  app.add_option("--epsilon", o.epsilon, "privacy budget: sigma is calibrated so the run ends at this epsilon")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--delta", o.delta, "delta of the (epsilon, delta) guarantee")->check(CLI::Range(1e-300, 0.999999));
+  app.add_option("--noise-multiplier", o.sigma, "sigma: set it instead of calibrating it from --epsilon")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--clip-norm", o.clip_norm, "per-example L2 clip norm C")->check(CLI::PositiveNumber);
+  app.add_option("--learning-rate", o.learning_rate, "learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--momentum", o.momentum, "heavy-ball momentum in [0, 1)")->check(CLI::Range(0.0, 0.999));
+  app.add_flag("--no-privacy", o.no_privacy, "train the same model without clipping or noise");
+  app.add_option("--seed", o.seed, "explicit run seed: reproducible, NOT for a released model (default: OS CSPRNG)");
+  app.add_option("--data-seed", o.data_seed, "seed of the synthetic data set (public)");
+  app.add_option("--run-dir", o.run_dir, "the run's directory (default: a new one under runs/)");
+  app.add_flag("--resume", o.resume, "continue the run in --run-dir (or start it there if it holds none)");
+  app.add_option("--metrics-out", o.metrics_out, "write final metrics as JSON to this file");
+  app.add_option("--min-accuracy", o.min_accuracy, "exit with status 1 if test accuracy ends below this")
+      ->check(CLI::Range(0.0, 1.0));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (o.resume && o.run_dir.empty()) {
+    std::cerr << "error: --resume needs --run-dir\n";
+    return 2;
+  }
+  return std::nullopt;
+}
+
 // Classes are Gaussian blobs around random centres; `separation` sets how far apart they sit.
-Dataset make_mixture(std::int64_t size, int features, int classes, double separation, std::uint64_t seed,
+Dataset make_mixture(std::int64_t size, const Options& o, std::uint64_t seed,
                      const dpsgd::RowMajorMatrix<float>& centres) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal;
-  Dataset d{dpsgd::RowMajorMatrix<float>(size, features), std::vector<std::int32_t>(static_cast<std::size_t>(size))};
+  Dataset d{dpsgd::RowMajorMatrix<float>(size, o.features), std::vector<std::int32_t>(static_cast<std::size_t>(size))};
   for (std::int64_t i = 0; i < size; ++i) {
-    const auto label = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(classes));
+    const auto label = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(o.classes));
     d.labels[static_cast<std::size_t>(i)] = label;
-    for (int j = 0; j < features; ++j) {
-      d.features(i, j) = static_cast<float>(separation) * centres(label, j) + normal(rng);
+    for (int j = 0; j < o.features; ++j) {
+      d.features(i, j) = static_cast<float>(o.separation) * centres(label, j) + normal(rng);
     }
   }
   return d;
+}
+
+std::pair<Dataset, Dataset> make_data(const Options& o) {
+  std::mt19937_64 centre_rng(o.data_seed ^ 0x5eedULL);
+  std::normal_distribution<float> normal;
+  dpsgd::RowMajorMatrix<float> centres(o.classes, o.features);
+  for (Eigen::Index i = 0; i < centres.size(); ++i) centres.data()[i] = normal(centre_rng);
+  return {make_mixture(o.train_size, o, o.data_seed + 1, centres), make_mixture(10000, o, o.data_seed + 2, centres)};
+}
+
+// The run: a resumed one keeps its noise multiplier and capacity; a new one calibrates sigma to the
+// target epsilon with the library's capacity rule (a truncation charge of 1% of delta).
+dpsgd::TrainingRunConfig run_config(const Options& o) {
+  if (o.batch_size > static_cast<double>(o.train_size))
+    throw dpsgd::InvalidArgument("--batch-size must be <= --train-size");
+  dpsgd::TrainingRunConfig c;
+  c.directory = o.run_dir;
+  c.start = o.resume ? dpsgd::TrainingRunConfig::Start::kResumeOrNew : dpsgd::TrainingRunConfig::Start::kNew;
+  c.dataset_size = o.train_size;
+  c.sampling_rate = o.batch_size / static_cast<double>(o.train_size);
+  c.steps = static_cast<std::int64_t>(std::ceil(o.epochs / c.sampling_rate));
+  c.clip = dpsgd::ClipConfig::flat(o.clip_norm);
+  c.settings = o.settings();
+  c.seed = o.seed;
+  if (const auto stored = o.resume ? dpsgd::TrainingRun::definition_in(o.run_dir) : std::nullopt) {
+    c.capacity = stored->value("capacity", std::int64_t{0});
+    c.noise_multiplier = o.sigma ? *o.sigma : stored->value("noise_multiplier", 0.0);
+    return c;
+  }
+  c.capacity = dpsgd::capacity_for_delta_share(c.dataset_size, c.sampling_rate, c.steps, o.epsilon, o.delta).capacity;
+  const bool truncated = c.capacity < c.dataset_size;
+  c.noise_multiplier =
+      o.no_privacy ? 0.0
+      : o.sigma    ? *o.sigma
+                   : dpsgd::calibrate_noise_multiplier(c.sampling_rate, c.steps, o.epsilon, o.delta, {},
+                                                    truncated ? c.dataset_size : 0, truncated ? c.capacity : 0);
+  return c;
 }
 
 double accuracy(dpsgd::nn::Mlp<float>& model, const Dataset& data) {
@@ -48,168 +149,124 @@ double accuracy(dpsgd::nn::Mlp<float>& model, const Dataset& data) {
   return static_cast<double>(correct) / static_cast<double>(predicted.size());
 }
 
+// Mean loss on held-out data: unlike the loss of the private batches, it releases nothing.
+double heldout_loss(dpsgd::nn::Mlp<float>& model, const Dataset& test) {
+  const std::vector<std::uint8_t> mask(test.labels.size(), 1);
+  const auto loss = dpsgd::nn::softmax_cross_entropy<float>(model.forward(test.features), test.labels, mask);
+  return loss.total_loss / static_cast<double>(std::max<std::int64_t>(1, loss.num_examples));
+}
+
+double epsilon_of(const dpsgd::TrainingRun& run, const Options& o, dpsgd::AccountantKind kind) {
+  if (o.no_privacy) return INFINITY;
+  dpsgd::AccountantOptions options;
+  options.kind = kind;
+  return run.epsilon(o.delta, options);
+}
+
+// The private loop. Progress shows only public or held-out figures (no loss of private batches, no
+// realised batch sizes, no count of clipped examples: all of them are private statistics).
+void train(dpsgd::TrainingRun& run, dpsgd::nn::Mlp<float>& model, const Dataset& data, const Dataset& test,
+           const Options& o) {
+  const std::int64_t capacity = run.config().capacity;
+  std::vector<float> gradient(static_cast<std::size_t>(model.num_parameters()));
+  dpsgd::RowMajorMatrix<float> inputs(capacity, o.features);
+  std::vector<std::int32_t> labels(static_cast<std::size_t>(capacity));
+  const std::int64_t report_every = std::max<std::int64_t>(1, run.planned_steps() / (5 * o.epochs));
+  const auto first = static_cast<std::int64_t>(run.next_step());
+  const auto start = std::chrono::steady_clock::now();
+  while (!run.finished()) {
+    const dpsgd::Batch batch = run.next_batch();
+    dpsgd::gather_batch<float>(batch, data.features, data.labels, inputs, labels);
+    const auto loss = dpsgd::nn::softmax_cross_entropy<float>(model.forward(inputs), labels, batch.mask);
+    model.backward(loss.logit_grads);
+    std::fill(gradient.begin(), gradient.end(), 0.0f);
+    if (o.no_privacy) {
+      model.gradient_sum(batch.mask, gradient);
+    } else {
+      model.clipped_gradient_sum(batch.mask, run.config().clip, gradient);
+    }
+    run.step(model.parameters(), gradient, batch);
+    const auto done = static_cast<std::int64_t>(run.next_step());
+    if (done % report_every == 0 || run.finished()) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double rate = static_cast<double>(done - first) / seconds;
+      std::printf("  epoch %5.2f  step %6lld/%lld  held-out loss %.4f  eps(rdp) %6.3f  %7.1f steps/s  %5.1fs left\n",
+                  static_cast<double>(done) * run.config().sampling_rate, static_cast<long long>(done),
+                  static_cast<long long>(run.planned_steps()), heldout_loss(model, test),
+                  epsilon_of(run, o, dpsgd::AccountantKind::kRdp), rate,
+                  static_cast<double>(run.planned_steps() - done) / rate);
+      std::fflush(stdout);
+    }
+  }
+  run.checkpoint(model.parameters());
+}
+
+int run_main(const Options& o) {
+  dpsgd::validate_output_file("--metrics-out", o.metrics_out);
+  const auto start = std::chrono::steady_clock::now();
+  const auto [data, test] = make_data(o);
+  dpsgd::TrainingRun run(run_config(o), std::make_unique<dpsgd::Momentum<float>>(o.learning_rate, o.momentum));
+  dpsgd::nn::Mlp<float> model({o.features, o.hidden, o.classes}, dpsgd::nn::ActivationKind::kTanh,
+                              run.initialisation_seed());
+  if (!run.restored_parameters().empty()) {
+    if (static_cast<std::int64_t>(run.restored_parameters().size()) != model.num_parameters())
+      throw dpsgd::FormatError("checkpoint refused: its parameter count differs from the model's");
+    std::copy(run.restored_parameters().begin(), run.restored_parameters().end(), model.parameters().begin());
+  }
+  const dpsgd::DpSgdConfig& c = run.config();
+  std::printf("dpsgd_synthetic: N=%lld q=%.5f capacity=%lld steps=%lld sigma=%.3f C=%.3f%s; run directory %s\n",
+              static_cast<long long>(c.dataset_size), c.sampling_rate, static_cast<long long>(c.capacity),
+              static_cast<long long>(run.planned_steps()), c.noise_multiplier, o.clip_norm,
+              o.no_privacy ? " (no privacy)" : "", run.directory().c_str());
+  for (const std::string& note : run.notes()) std::printf("note: %s\n", note.c_str());
+  if (o.seed) std::cerr << "note: explicit --seed makes this run reproducible; do not release its model as private\n";
+
+  train(run, model, data, test, o);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double test_accuracy = accuracy(model, test);
+  const double epsilon = epsilon_of(run, o, dpsgd::AccountantKind::kPld);
+  std::printf("test accuracy: %.4f\n", test_accuracy);
+  std::printf("epsilon: %.4f at delta = %g (PLD accountant, add/remove adjacency, truncated Poisson sampling)\n",
+              epsilon, o.delta);
+  std::printf("privacy: sigma=%.4f, q=%.6f, steps=%llu, capacity %lld%s\n", c.noise_multiplier, c.sampling_rate,
+              static_cast<unsigned long long>(run.next_step()), static_cast<long long>(c.capacity),
+              o.no_privacy ? " (no privacy: epsilon is infinite)" : "");
+  if (!o.metrics_out.empty()) {
+    const nlohmann::json metrics = {
+        {"test_accuracy", test_accuracy},
+        {"epsilon", std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr)},
+        {"delta", o.delta},
+        {"noise_multiplier", c.noise_multiplier},
+        {"sampling_rate", c.sampling_rate},
+        {"steps", run.next_step()},
+        {"capacity", c.capacity},
+        {"seconds", seconds},
+        {"run_dir", run.directory()}};
+    dpsgd::write_file_atomically(o.metrics_out, metrics.dump(2) + "\n");
+  }
+  if (test_accuracy < o.min_accuracy) {
+    std::fprintf(stderr, "test accuracy %.4f is below --min-accuracy %.4f\n", test_accuracy, o.min_accuracy);
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Train an MLP with DP-SGD on a synthetic Gaussian-mixture task (dpsgd example)"};
-  std::int64_t train_size = 60000;
-  int features = 64, classes = 10, hidden = 128, epochs = 5;
-  double separation = 0.5, batch_size = 256, clip_norm = 1.0, learning_rate = 0.5;
-  double target_epsilon = 3.0, delta = 1e-5;
-  std::optional<double> noise_multiplier;
-  double momentum = 0.9, min_accuracy = 0.0;
-  bool no_privacy = false;
-  std::optional<std::uint64_t> seed;
-  std::string metrics_out;
-  app.add_option("--train-size", train_size, "training examples N")
-      ->check(CLI::Range(std::int64_t{100}, std::int64_t{100'000'000}));
-  app.add_option("--features", features, "input dimension")->check(CLI::Range(1, 100000));
-  app.add_option("--classes", classes, "number of classes")->check(CLI::Range(2, 1000));
-  app.add_option("--hidden", hidden, "hidden units")->check(CLI::Range(1, 100000));
-  app.add_option("--separation", separation, "distance scale between class centres")->check(CLI::PositiveNumber);
-  app.add_option("--epochs", epochs, "passes over the data (steps = epochs / q)")->check(CLI::Range(1, 100000));
-  app.add_option("--batch-size", batch_size, "expected batch size q N")->check(CLI::PositiveNumber);
-  app.add_option("--epsilon", target_epsilon, "privacy budget: sigma is calibrated so the run ends at this epsilon")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--delta", delta, "delta of the (epsilon, delta) guarantee")->check(CLI::Range(1e-300, 0.999999));
-  app.add_option("--noise-multiplier", noise_multiplier, "sigma: set it instead of calibrating it from --epsilon")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--clip-norm", clip_norm, "per-example L2 clip norm C")->check(CLI::PositiveNumber);
-  app.add_option("--learning-rate", learning_rate, "learning rate")->check(CLI::PositiveNumber);
-  app.add_option("--momentum", momentum, "heavy-ball momentum in [0, 1)")->check(CLI::Range(0.0, 0.999));
-  app.add_flag("--no-privacy", no_privacy, "train the same model without clipping or noise");
-  app.add_option("--seed", seed, "explicit seed: reproducible, NOT for a released model (default: OS CSPRNG)");
-  app.add_option("--metrics-out", metrics_out, "write final metrics as JSON to this file");
-  app.add_option("--min-accuracy", min_accuracy, "exit with status 1 if test accuracy ends below this")
-      ->check(CLI::Range(0.0, 1.0));
+  Options options;
+  if (const auto status = parse_options(argc, argv, options)) return *status;
+  if (options.run_dir.empty()) options.run_dir = dpsgd::TrainingRun::fresh_directory("runs", "synthetic");
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
-
-  try {
-    if (batch_size > static_cast<double>(train_size))
-      throw dpsgd::InvalidArgument("--batch-size must be <= --train-size");
-    const std::uint64_t run_seed = seed ? *seed : dpsgd::secure_random_seed();
-    if (seed) std::cerr << "note: explicit --seed makes this run reproducible; do not release its model as private\n";
-
-    std::mt19937_64 centre_rng(run_seed ^ 0x5eedULL);
-    std::normal_distribution<float> normal;
-    dpsgd::RowMajorMatrix<float> centres(classes, features);
-    for (Eigen::Index i = 0; i < centres.size(); ++i) centres.data()[i] = normal(centre_rng);
-    const Dataset train = make_mixture(train_size, features, classes, separation, run_seed + 1, centres);
-    const Dataset test = make_mixture(10000, features, classes, separation, run_seed + 2, centres);
-
-    const double q = batch_size / static_cast<double>(train_size);
-    const std::int64_t steps = static_cast<std::int64_t>(std::ceil(epochs / q));
-    // Capacity so that truncation costs at most 1% of delta: the charge is (1 + e^eps) T Pr[overflow].
-    const double per_step_overflow = 0.01 * delta / ((1.0 + std::exp(target_epsilon)) * static_cast<double>(steps));
-    const dpsgd::TruncationCapacity capacity =
-        dpsgd::capacity_for_truncation_probability(train_size, q, std::min(per_step_overflow, 1e-3));
-    const dpsgd::PoissonSampler sampler(train_size, q, capacity.capacity, run_seed + 3);
-
-    double sigma = 0.0;
-    if (!no_privacy) {
-      sigma = noise_multiplier ? *noise_multiplier
-                               : dpsgd::calibrate_noise_multiplier(q, steps, target_epsilon, delta, {}, train_size,
-                                                                   capacity.capacity);
-    }
-    // q, the divisor q N and the truncation charge all come from the sampler.
-    const dpsgd::DpSgdConfig config =
-        dpsgd::DpSgdConfig::for_sampler(sampler, sigma, dpsgd::ClipConfig::flat(clip_norm));
-    dpsgd::PrivacyLedger ledger;
-    dpsgd::DpSgd<float> dp(config, std::make_unique<dpsgd::Momentum<float>>(learning_rate, momentum), run_seed + 4,
-                           &ledger);
-    // Progress lines use the RDP accountant (microseconds, an upper bound); the final figure uses PLD.
-    dpsgd::AccountantOptions rdp_options;
-    rdp_options.kind = dpsgd::AccountantKind::kRdp;
-    const auto epsilon_so_far = [&](const dpsgd::AccountantOptions& options) {
-      return no_privacy ? INFINITY : ledger.epsilon(delta, options);
-    };
-
-    dpsgd::nn::Mlp<float> model({features, hidden, classes}, dpsgd::nn::ActivationKind::kTanh, run_seed + 5);
-    std::printf(
-        "dpsgd_synthetic: N=%lld q=%.5f capacity=%lld (truncation prob %.2e/step) steps=%lld sigma=%.3f C=%.3f%s\n",
-        static_cast<long long>(train_size), q, static_cast<long long>(capacity.capacity),
-        capacity.truncation_probability, static_cast<long long>(steps), config.noise_multiplier, clip_norm,
-        no_privacy ? " (no privacy)" : "");
-
-    std::vector<float> gradient(static_cast<std::size_t>(model.num_parameters()));
-    dpsgd::RowMajorMatrix<float> inputs(capacity.capacity, features);
-    std::vector<std::int32_t> labels(static_cast<std::size_t>(capacity.capacity));
-    const auto start = std::chrono::steady_clock::now();
-    auto window_start = start;
-    double loss_sum = 0.0;
-    std::int64_t loss_count = 0, clipped = 0, seen = 0, dropped = 0;
-    const std::int64_t report_every = std::max<std::int64_t>(1, steps / (5 * epochs));
-    for (std::int64_t step = 0; step < steps; ++step) {
-      const dpsgd::Batch batch = sampler.sample(dp.next_step());
-      dpsgd::gather_batch<float>(batch, train.features, train.labels, inputs, labels);
-      const auto loss = dpsgd::nn::softmax_cross_entropy<float>(model.forward(inputs), labels, batch.mask);
-      model.backward(loss.logit_grads);
-      std::fill(gradient.begin(), gradient.end(), 0.0f);
-      if (no_privacy) {
-        model.gradient_sum(batch.mask, gradient);
-      } else {
-        const dpsgd::ClipFactors factors = model.clipped_gradient_sum(batch.mask, config.clip, gradient);
-        clipped += factors.stats.num_clipped;
-        dropped += factors.stats.num_nonfinite;
-      }
-      dp.step(model.parameters(), gradient, batch);
-      loss_sum += loss.total_loss;
-      loss_count += loss.num_examples;
-      seen += batch.real_size;
-      if ((step + 1) % report_every == 0 || step + 1 == steps) {
-        const auto now = std::chrono::steady_clock::now();
-        const double seconds = std::chrono::duration<double>(now - start).count();
-        const double window = std::chrono::duration<double>(now - window_start).count();
-        window_start = now;
-        const double left = seconds / static_cast<double>(step + 1) * static_cast<double>(steps - step - 1);
-        std::printf(
-            "  epoch %5.2f  step %6lld/%lld  loss %.4f  clipped %5.1f%%  eps(rdp) %6.3f  %8.0f examples/s  %5.1fs "
-            "left\n",
-            static_cast<double>(step + 1) * q, static_cast<long long>(step + 1), static_cast<long long>(steps),
-            loss_count ? loss_sum / static_cast<double>(loss_count) : 0.0,
-            seen ? 100.0 * static_cast<double>(clipped) / static_cast<double>(seen) : 0.0, epsilon_so_far(rdp_options),
-            static_cast<double>(seen) / window, left);
-        std::fflush(stdout);
-        loss_sum = 0.0;
-        loss_count = clipped = seen = 0;
-      }
-    }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double test_accuracy = accuracy(model, test);
-    const double epsilon = epsilon_so_far({});
-    std::printf("test accuracy: %.4f\n", test_accuracy);
-    std::printf("epsilon: %.4f at delta = %g (PLD accountant, add/remove adjacency, truncated Poisson sampling)\n",
-                epsilon, delta);
-    std::printf("privacy: sigma=%.4f, q=%.6f, steps=%lld, capacity %lld%s\n", config.noise_multiplier, q,
-                static_cast<long long>(steps), static_cast<long long>(capacity.capacity),
-                no_privacy ? " (no privacy: epsilon is infinite)" : "");
-    if (dropped > 0) std::printf("dropped %lld examples with non-finite gradients\n", static_cast<long long>(dropped));
-    if (!metrics_out.empty()) {
-      const nlohmann::json metrics = {
-          {"test_accuracy", test_accuracy},
-          {"epsilon", std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr)},
-          {"delta", delta},
-          {"noise_multiplier", config.noise_multiplier},
-          {"sampling_rate", q},
-          {"steps", steps},
-          {"capacity", capacity.capacity},
-          {"seconds", seconds}};
-      dpsgd::write_file_atomically(metrics_out, metrics.dump(2) + "\n");
-    }
-    if (test_accuracy < min_accuracy) {
-      std::fprintf(stderr, "test accuracy %.4f is below --min-accuracy %.4f\n", test_accuracy, min_accuracy);
-      return 1;
-    }
-  } catch (const dpsgd::InvalidArgument& e) {
+    return run_main(options);
+  } catch (const dpsgd::FileExists& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const dpsgd::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
-  return 0;
 }

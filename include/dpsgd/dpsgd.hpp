@@ -12,6 +12,7 @@
 #include "dpsgd/clipping/ghost_linear.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
+#include "dpsgd/core/stop_signal.hpp"
 #include "dpsgd/core/validate.hpp"
 #include "dpsgd/noise/gaussian_noise.hpp"
 #include "dpsgd/noise/noise_streams.hpp"

@@ -290,11 +290,10 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
                            format(batch) + " means " + format(step_count) + " steps, more than the 1e12 supported"};
         }
         const auto steps = static_cast<std::int64_t>(step_count);
-        // Default capacity: truncation charges (1 + e^eps) T Pr[overflow] to delta; keep that at 1% of delta.
-        const double per_step =
-            truncation_target ? *truncation_target
-                              : 0.01 * flags.delta / ((1.0 + std::exp(flags.epsilon)) * static_cast<double>(steps));
-        const dpsgd::TruncationCapacity capacity = dpsgd::capacity_for_truncation_probability(dataset, q, per_step);
+        // Default capacity: the library's rule, a truncation charge of 1% of delta.
+        const dpsgd::TruncationCapacity capacity =
+            truncation_target ? dpsgd::capacity_for_truncation_probability(dataset, q, *truncation_target)
+                              : dpsgd::capacity_for_delta_share(dataset, q, steps, flags.epsilon, flags.delta);
         const std::int64_t cap = std::min<std::int64_t>(capacity.capacity, dataset);
         const double sigma = dpsgd::calibrate_noise_multiplier(q, steps, flags.epsilon, flags.delta, options,
                                                                cap < dataset ? dataset : 0, cap < dataset ? cap : 0);

@@ -29,6 +29,11 @@ class FileLock {
   int fd_ = -1;
 };
 
+// Checks, before any work, that `path` can be written as an output file later: not a directory, in
+// an existing writable directory. Throws dpsgd::InvalidArgument naming `name` (a flag or parameter),
+// the path and the problem. An empty path means "not requested" and passes.
+void validate_output_file(const std::string& name, const std::string& path);
+
 // The whole content of `path`; throws dpsgd::IoError if it cannot be read.
 std::string read_file(const std::string& path);
 

@@ -28,4 +28,12 @@ struct TruncationCapacity {
 TruncationCapacity capacity_for_truncation_probability(std::int64_t dataset_size, double sampling_rate,
                                                        double target_probability);
 
+// The default capacity of a run of `steps` steps aiming at (epsilon, delta): truncation charges
+// (1 + e^epsilon) * steps * Pr[overflow] to delta (see truncation.hpp), and this keeps that charge at
+// `delta_share` of delta (1% by default), with at most 1e-3 overflow probability per step. The
+// capacity never exceeds dataset_size; where the share cannot be represented (e^epsilon overflows),
+// the batch is not truncated (capacity = dataset_size). Throws InvalidArgument on bad arguments.
+TruncationCapacity capacity_for_delta_share(std::int64_t dataset_size, double sampling_rate, std::int64_t steps,
+                                            double epsilon, double delta, double delta_share = 0.01);
+
 }  // namespace dpsgd
