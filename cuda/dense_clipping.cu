@@ -151,7 +151,7 @@ SquaredNorms DeviceSquaredNorms::download(DeviceContext& context) const {
   return host;
 }
 
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_squared_norms(DeviceContext& context, DeviceRows<const Scalar> rows, DeviceSquaredNorms& squared_norms,
                               int group) {
   check_squared_norms(rows, squared_norms, group);
@@ -178,7 +178,7 @@ ClipFactors compute_clip_factors(DeviceContext& context, const DeviceSquaredNorm
   return result;
 }
 
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_clipped_sum(DeviceContext& context, DeviceRows<const Scalar> rows, const DeviceClipFactors& factors,
                             int group, Scalar* sum) {
   detail::check_rows(rows, "rows");
@@ -193,13 +193,13 @@ void accumulate_clipped_sum(DeviceContext& context, DeviceRows<const Scalar> row
   detail::launch_clipped_sum(context, rows, factors.group_column(group), 1, sum);
 }
 
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 std::int64_t fused_clip_max_width(bool rows_aligned_16) {
   const int vector = rows_aligned_16 ? 16 / static_cast<int>(sizeof(Scalar)) : 1;
   return static_cast<std::int64_t>(detail::kFusedMaxChunks) * kFusedThreads * vector;
 }
 
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 ClipFactors clip_and_accumulate(DeviceContext& context, DeviceRows<const Scalar> rows,
                                 std::span<const std::uint8_t> mask, const ClipConfig& config, Scalar* sum,
                                 std::span<const std::int64_t> group_offsets, DenseClipPath path) {

@@ -242,7 +242,7 @@ void launch_bias_per_example(cudaStream_t stream, const DeviceRows<const Scalar>
 
 }  // namespace
 
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_linear_squared_norms(DeviceContext& context, DeviceRows<const Scalar> activations,
                                      DeviceRows<const Scalar> output_grads, std::int64_t batch, bool has_bias,
                                      DeviceSquaredNorms& squared_norms, int group, GhostNormMethod method) {
@@ -345,7 +345,7 @@ void accumulate_linear_squared_norms(DeviceContext& context, DeviceRows<const Sc
   DPSGD_CUDA_CHECK(cudaGetLastError());
 }
 
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_linear_clipped_gradient(DeviceContext& context, DeviceRows<const Scalar> activations,
                                         DeviceRows<const Scalar> output_grads, std::int64_t batch,
                                         const DeviceClipFactors& factors, int group, DeviceRows<Scalar> weight_grad,
@@ -403,7 +403,7 @@ void accumulate_linear_clipped_gradient(DeviceContext& context, DeviceRows<const
   if (bias_grad != nullptr) detail::launch_clipped_sum(context, output_grads, column, positions, bias_grad);
 }
 
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void linear_bias_per_example_gradients(DeviceContext& context, DeviceRows<const Scalar> output_grads,
                                        std::int64_t batch, DeviceRows<Scalar> out) {
   detail::check_rows(output_grads, "output_grads");

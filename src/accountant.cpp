@@ -10,6 +10,8 @@
 #include <sstream>
 #include <vector>
 
+#include "dpsgd/accounting/detail/pld_queries.hpp"
+#include "dpsgd/accounting/detail/rdp_focused.hpp"
 #include "dpsgd/accounting/rdp.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/validate.hpp"
@@ -366,10 +368,9 @@ AccountantKind parse_accountant_kind(const std::string& name) {
 }
 
 void validate_training_phase(const TrainingPhase& phase, std::size_t index) {
-  DPSGD_CHECK_ARG(std::isfinite(phase.sampling_rate) && phase.sampling_rate > 0.0 && phase.sampling_rate <= 1.0,
-                  "phases[" << index << "].sampling_rate must be in (0, 1], got " << phase.sampling_rate);
-  DPSGD_CHECK_ARG(std::isfinite(phase.noise_multiplier) && phase.noise_multiplier > 0.0,
-                  "phases[" << index << "].noise_multiplier must be finite and > 0, got " << phase.noise_multiplier);
+  const std::string field = "phases[" + std::to_string(index) + "].";
+  validate_sampling_rate(phase.sampling_rate, field + "sampling_rate");
+  validate_accounted_noise_multiplier(phase.noise_multiplier, field + "noise_multiplier");
   DPSGD_CHECK_ARG(phase.steps >= 1, "phases[" << index << "].steps must be >= 1, got " << phase.steps);
   DPSGD_CHECK_ARG((phase.dataset_size == 0) == (phase.capacity == 0),
                   "phases[" << index

@@ -11,6 +11,8 @@
 
 #include "dpsgd/accounting/detail/phase_reduction.hpp"
 #include "dpsgd/accounting/detail/pld_internals.hpp"
+#include "dpsgd/accounting/detail/pld_queries.hpp"
+#include "dpsgd/accounting/detail/rdp_focused.hpp"
 #include "dpsgd/accounting/rdp.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/validate.hpp"

@@ -9,6 +9,7 @@
 #include <numbers>
 
 #include "dpsgd/accounting/detail/phase_reduction.hpp"
+#include "dpsgd/accounting/detail/rdp_focused.hpp"
 #include "dpsgd/core/error.hpp"
 
 namespace dpsgd {

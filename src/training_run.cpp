@@ -13,9 +13,9 @@
 #include <utility>
 
 #include "dpsgd/core/atomic_file.hpp"
+#include "dpsgd/core/detail/vector_ops.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/validate.hpp"
-#include "dpsgd/core/vector_ops.hpp"
 #include "dpsgd/noise/secure_seed.hpp"
 #include "dpsgd/optim/checkpoint.hpp"
 

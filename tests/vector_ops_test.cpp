@@ -6,7 +6,7 @@
 #include <limits>
 #include <vector>
 
-#include "dpsgd/core/vector_ops.hpp"
+#include "dpsgd/core/detail/vector_ops.hpp"
 
 namespace dpsgd {
 namespace {

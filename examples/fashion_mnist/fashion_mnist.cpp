@@ -310,11 +310,9 @@ class Trainer {
   }
 
   double final_accuracy() { return history_.empty() ? accuracy(model_, test_) : history_.back().accuracy; }
-  double epsilon(dpsgd::AccountantKind kind = dpsgd::AccountantKind::kPld) const {
-    if (o_.s.no_privacy) return std::numeric_limits<double>::infinity();
-    dpsgd::AccountantOptions options;
-    options.kind = kind;
-    return run_.epsilon(o_.s.delta, options);
+  // The PLD epsilon so far: the accountant the run is judged by.
+  double epsilon() const {
+    return o_.s.no_privacy ? std::numeric_limits<double>::infinity() : run_.epsilon(o_.s.delta);
   }
   const std::vector<EvalPoint>& history() const { return history_; }
 
@@ -336,14 +334,15 @@ class Trainer {
   }
 
   // Only public or held-out figures: steps per second (not realised batch sizes, which are private)
-  // and the loss on held-out test images (not on the private batches).
+  // and the loss on held-out test images (not on the private batches). The epsilon is the PLD's, the
+  // one the run is judged by (a few hundredths of a second per line).
   void report_progress(std::int64_t done, std::int64_t first_step, std::chrono::steady_clock::time_point start) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double rate = static_cast<double>(done - first_step) / elapsed;
-    std::printf("  epoch %6.2f  step %6lld/%lld  held-out loss %.4f  %6.1f steps/s  eps(rdp) %6.3f  %5.0fs left\n",
+    std::printf("  epoch %6.2f  step %6lld/%lld  held-out loss %.4f  %6.1f steps/s  epsilon %6.3f  %5.0fs left\n",
                 static_cast<double>(done) * run_.config().sampling_rate, static_cast<long long>(done),
-                static_cast<long long>(run_.planned_steps()), heldout_loss(model_, test_, 1000), rate,
-                epsilon(dpsgd::AccountantKind::kRdp), static_cast<double>(run_.planned_steps() - done) / rate);
+                static_cast<long long>(run_.planned_steps()), heldout_loss(model_, test_, 1000), rate, epsilon(),
+                static_cast<double>(run_.planned_steps() - done) / rate);
     std::fflush(stdout);
   }
 

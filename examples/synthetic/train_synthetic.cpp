@@ -190,10 +190,10 @@ void train(dpsgd::TrainingRun& run, dpsgd::nn::Mlp<float>& model, const Dataset&
     if (done % report_every == 0 || run.finished()) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const double rate = static_cast<double>(done - first) / seconds;
-      std::printf("  epoch %5.2f  step %6lld/%lld  held-out loss %.4f  eps(rdp) %6.3f  %7.1f steps/s  %5.1fs left\n",
+      std::printf("  epoch %5.2f  step %6lld/%lld  held-out loss %.4f  epsilon %6.3f  %7.1f steps/s  %5.1fs left\n",
                   static_cast<double>(done) * run.config().sampling_rate, static_cast<long long>(done),
                   static_cast<long long>(run.planned_steps()), heldout_loss(model, test),
-                  epsilon_of(run, o, dpsgd::AccountantKind::kRdp), rate,
+                  epsilon_of(run, o, dpsgd::AccountantKind::kPld), rate,
                   static_cast<double>(run.planned_steps() - done) / rate);
       std::fflush(stdout);
     }

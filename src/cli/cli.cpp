@@ -14,38 +14,16 @@
 
 #include "dpsgd/accounting/accountant.hpp"
 #include "dpsgd/core/error.hpp"
+#include "dpsgd/core/validate.hpp"
 #include "dpsgd/sampling/binomial_tail.hpp"
 
 namespace {
 
-// A bad flag value: one line on stderr naming the flag, exit status 2.
+// A usage problem the library's validators do not cover (flags given together, an unknown name): one
+// line on stderr, exit status 2, as for an InvalidArgument from a validator.
 struct UsageError {
   std::string message;
 };
-
-[[noreturn]] void usage_error(const std::string& flag, const std::string& requirement, double value) {
-  std::ostringstream out;
-  out.precision(17);
-  out << flag << " must be " << requirement << ", got " << value;
-  throw UsageError{out.str()};
-}
-
-void check_sampling_rate(double q) {
-  if (!(std::isfinite(q) && q > 0.0 && q <= 1.0)) usage_error("--sampling-rate", "in (0, 1]", q);
-}
-void check_noise_multiplier(double s) {
-  if (!(std::isfinite(s) && s > 0.0)) usage_error("--noise-multiplier", "finite and > 0", s);
-}
-void check_delta(double d) {
-  if (!(std::isfinite(d) && d >= 1e-300 && d < 1.0)) usage_error("--delta", "in [1e-300, 1)", d);
-}
-void check_epsilon(double e) {
-  if (!(std::isfinite(e) && e > 0.0)) usage_error("--epsilon", "finite and > 0", e);
-}
-void check_steps(double t) {
-  if (!(std::isfinite(t) && t >= 1.0 && t == std::floor(t) && t <= 1e12))
-    usage_error("--steps", "an integer in [1, 1e12]", t);
-}
 
 struct CommonFlags {
   double sampling_rate = std::nan("");
@@ -89,19 +67,15 @@ dpsgd::AccountantOptions accountant_options(const CommonFlags& flags) {
   return options;
 }
 
+// The truncation of the query: (N, B) when both flags are given, (0, 0) when neither is.
 void truncation_of(const CommonFlags& flags, std::int64_t& dataset_size, std::int64_t& capacity) {
   dataset_size = capacity = 0;
   if (flags.dataset_size.has_value() != flags.batch_size.has_value()) {
     throw UsageError{"--dataset-size and --batch-size must be given together (truncated Poisson sampling)"};
   }
   if (!flags.dataset_size) return;
-  const double n = *flags.dataset_size, b = *flags.batch_size;
-  if (!(std::isfinite(n) && n >= 1.0 && n == std::floor(n) && n <= 9e15))
-    usage_error("--dataset-size", "an integer >= 1", n);
-  if (!(std::isfinite(b) && b >= 1.0 && b == std::floor(b) && b <= n))
-    usage_error("--batch-size", "an integer in [1, dataset size]", b);
-  dataset_size = static_cast<std::int64_t>(n);
-  capacity = static_cast<std::int64_t>(b);
+  dataset_size = dpsgd::validate_count("--dataset-size", *flags.dataset_size, 1.0, 9e15);
+  capacity = dpsgd::validate_count("--batch-size", *flags.batch_size, 1.0, static_cast<double>(dataset_size));
 }
 
 nlohmann::json base_json(const CommonFlags& flags, double q, std::int64_t steps, std::int64_t n, std::int64_t b) {
@@ -141,178 +115,206 @@ std::string format(double value) {
   return buffer;
 }
 
+// The four subcommands and the flags they fill.
+struct Commands {
+  CLI::App app{"dpsgd: privacy accounting for DP-SGD with Poisson sampling (add/remove adjacency)"};
+  CommonFlags flags;
+  double plan_dataset = std::nan(""), epochs = std::nan("");
+  std::vector<double> batch_sizes;
+  std::optional<double> truncation_target;
+  CLI::App *epsilon = nullptr, *delta = nullptr, *calibrate = nullptr, *plan = nullptr;
+};
+
+void define_commands(Commands& c) {
+  c.app.require_subcommand(1);
+  c.epsilon = c.app.add_subcommand("epsilon", "epsilon for (sampling rate, noise multiplier, steps, delta)");
+  add_mechanism_flags(c.epsilon, c.flags, true, true);
+  add_truncation_flags(c.epsilon, c.flags);
+
+  c.delta = c.app.add_subcommand("delta", "delta for (sampling rate, noise multiplier, steps, epsilon)");
+  add_mechanism_flags(c.delta, c.flags, true, false);
+  add_truncation_flags(c.delta, c.flags);
+
+  c.calibrate = c.app.add_subcommand("calibrate", "the smallest noise multiplier meeting (epsilon, delta)");
+  add_mechanism_flags(c.calibrate, c.flags, false, true);
+  c.calibrate->add_option("--epsilon", c.flags.epsilon, "epsilon > 0")->required();
+  add_truncation_flags(c.calibrate, c.flags);
+
+  c.plan = c.app.add_subcommand("plan", "noise, steps and capacity for each batch size at a privacy target");
+  c.plan->add_option("--dataset-size", c.plan_dataset, "N >= 1")->required();
+  c.plan->add_option("--epsilon", c.flags.epsilon, "epsilon > 0")->required();
+  c.plan->add_option("--delta", c.flags.delta, "delta in (0, 1)")->required();
+  c.plan->add_option("--epochs", c.epochs, "passes over the data (steps = epochs N / B)")->required();
+  c.plan->add_option("--batch-sizes", c.batch_sizes, "expected batch sizes, e.g. 256,1024,4096")
+      ->required()
+      ->delimiter(',');
+  c.plan->add_option(
+      "--truncation-probability", c.truncation_target,
+      "per-step probability that a batch overflows its capacity (default: the truncation charge is 1% of delta)");
+  c.plan->add_option("--accountant", c.flags.accountant, "pld (default, tight) or rdp");
+  c.plan->add_flag("--json", c.flags.json, "print one JSON object on stdout");
+}
+
+// What an accounting query is about, checked: one phase of T steps, possibly truncated.
+dpsgd::TrainingPhase checked_phase(const CommonFlags& flags, bool with_noise) {
+  dpsgd::validate_sampling_rate(flags.sampling_rate, "--sampling-rate");
+  if (with_noise) dpsgd::validate_accounted_noise_multiplier(flags.noise_multiplier, "--noise-multiplier");
+  dpsgd::TrainingPhase phase;
+  phase.sampling_rate = flags.sampling_rate;
+  phase.noise_multiplier = with_noise ? flags.noise_multiplier : 1.0;
+  phase.steps = dpsgd::validate_count("--steps", flags.steps, 1.0, 1e12);
+  truncation_of(flags, phase.dataset_size, phase.capacity);
+  return phase;
+}
+
+// Every flag of the chosen subcommand, checked before any accounting.
+void check_flags(const Commands& c) {
+  accountant_options(c.flags);
+  if (c.app.got_subcommand(c.epsilon) || c.app.got_subcommand(c.delta) || c.app.got_subcommand(c.calibrate)) {
+    checked_phase(c.flags, !c.app.got_subcommand(c.calibrate));
+    if (!c.app.got_subcommand(c.delta)) dpsgd::validate_delta(c.flags.delta, "--delta");
+    if (!c.app.got_subcommand(c.epsilon)) dpsgd::validate_epsilon(c.flags.epsilon, "--epsilon");
+    return;
+  }
+  dpsgd::validate_epsilon(c.flags.epsilon, "--epsilon");
+  dpsgd::validate_delta(c.flags.delta, "--delta");
+  dpsgd::validate_count("--dataset-size", c.plan_dataset, 1.0, 9e15);
+  if (!(std::isfinite(c.epochs) && c.epochs > 0.0 && c.epochs <= 1e6))
+    dpsgd::throw_invalid_value("--epochs", "in (0, 1e6]", c.epochs);
+  if (c.truncation_target && !(*c.truncation_target > 0.0 && *c.truncation_target < 1.0))
+    dpsgd::throw_invalid_value("--truncation-probability", "in (0, 1)", *c.truncation_target);
+  for (const double batch : c.batch_sizes) {
+    if (!(std::isfinite(batch) && batch >= 1.0 && batch <= c.plan_dataset))
+      dpsgd::throw_invalid_value("--batch-sizes", "in [1, dataset size]", batch);
+  }
+}
+
+void epsilon_command(const CommonFlags& flags, std::ostream& out) {
+  const dpsgd::TrainingPhase phase = checked_phase(flags, true);
+  const dpsgd::AccountingAnswer answer =
+      dpsgd::epsilon_answer(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.delta, accountant_options(flags));
+  const double epsilon = answer.value;
+  nlohmann::json result = base_json(flags, phase.sampling_rate, phase.steps, phase.dataset_size, phase.capacity);
+  result["noise_multiplier"] = flags.noise_multiplier;
+  result["delta"] = flags.delta;
+  result["epsilon"] = std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr);
+  add_provenance(result, answer);
+  print(out, result, flags.json,
+        "epsilon = " + (std::isfinite(epsilon) ? format(epsilon) : std::string("inf")) +
+            " at delta = " + format(flags.delta) + provenance(flags, answer));
+}
+
+void delta_command(const CommonFlags& flags, std::ostream& out) {
+  const dpsgd::TrainingPhase phase = checked_phase(flags, true);
+  const dpsgd::AccountingAnswer answer =
+      dpsgd::delta_answer(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.epsilon, accountant_options(flags));
+  nlohmann::json result = base_json(flags, phase.sampling_rate, phase.steps, phase.dataset_size, phase.capacity);
+  result["noise_multiplier"] = flags.noise_multiplier;
+  result["epsilon"] = flags.epsilon;
+  result["delta"] = answer.value;
+  add_provenance(result, answer);
+  print(out, result, flags.json,
+        "delta = " + format(answer.value) + " at epsilon = " + format(flags.epsilon) + provenance(flags, answer));
+}
+
+void calibrate_command(const CommonFlags& flags, std::ostream& out) {
+  const dpsgd::TrainingPhase phase = checked_phase(flags, false);
+  const dpsgd::NoiseCalibration calibration =
+      dpsgd::calibrate_noise(phase.sampling_rate, phase.steps, flags.epsilon, flags.delta, accountant_options(flags),
+                             phase.dataset_size, phase.capacity);
+  const double sigma = calibration.noise_multiplier;
+  const dpsgd::AccountingAnswer& answer = calibration.answer;
+  nlohmann::json result = base_json(flags, phase.sampling_rate, phase.steps, phase.dataset_size, phase.capacity);
+  result["noise_multiplier"] = sigma;
+  result["epsilon"] = answer.value;
+  result["target_epsilon"] = flags.epsilon;
+  result["delta"] = flags.delta;
+  add_provenance(result, answer);
+  print(out, result, flags.json,
+        "noise_multiplier = " + format(sigma) + " gives epsilon = " + format(answer.value) +
+            " <= " + format(flags.epsilon) + " at delta = " + format(flags.delta) + provenance(flags, answer));
+}
+
+// One row of `plan`: the steps, capacity and calibrated sigma for one expected batch size.
+nlohmann::json plan_row(const Commands& c, std::int64_t dataset, double batch) {
+  const double q = batch / c.plan_dataset;
+  const double step_count = std::ceil(c.epochs * c.plan_dataset / batch);
+  if (!(step_count <= 1e12)) {
+    throw UsageError{"--epochs " + format(c.epochs) + " over " + format(c.plan_dataset) + " examples at batch size " +
+                     format(batch) + " means " + format(step_count) + " steps, more than the 1e12 supported"};
+  }
+  const auto steps = static_cast<std::int64_t>(step_count);
+  // Default capacity: the library's rule, a truncation charge of 1% of delta.
+  const dpsgd::TruncationCapacity capacity =
+      c.truncation_target ? dpsgd::capacity_for_truncation_probability(dataset, q, *c.truncation_target)
+                          : dpsgd::capacity_for_delta_share(dataset, q, steps, c.flags.epsilon, c.flags.delta);
+  const std::int64_t cap = std::min<std::int64_t>(capacity.capacity, dataset);
+  const double sigma =
+      dpsgd::calibrate_noise_multiplier(q, steps, c.flags.epsilon, c.flags.delta, accountant_options(c.flags),
+                                        cap < dataset ? dataset : 0, cap < dataset ? cap : 0);
+  return {{"batch_size", batch},
+          {"sampling_rate", q},
+          {"steps", steps},
+          {"noise_multiplier", sigma},
+          {"noise_batch_ratio", sigma / batch},
+          {"capacity", cap},
+          {"truncation_probability", capacity.truncation_probability}};
+}
+
+void plan_command(const Commands& c, std::ostream& out) {
+  const CommonFlags& flags = c.flags;
+  const auto dataset = static_cast<std::int64_t>(c.plan_dataset);
+  nlohmann::json result = {{"dataset_size", dataset},        {"epsilon", flags.epsilon},
+                           {"delta", flags.delta},           {"epochs", c.epochs},
+                           {"accountant", flags.accountant}, {"plans", nlohmann::json::array()}};
+  std::ostringstream table;
+  table << "dataset " << dataset << ", epsilon " << format(flags.epsilon) << " at delta " << format(flags.delta) << ", "
+        << format(c.epochs) << " epochs (" << flags.accountant << ", truncated Poisson sampling)\n";
+  char line[256];
+  std::snprintf(line, sizeof(line), "%10s %13s %10s %16s %12s %10s %14s", "batch", "sampling_rate", "steps",
+                "noise_multiplier", "sigma/batch", "capacity", "P[trunc]/step");
+  table << line;
+  for (const double batch : c.batch_sizes) {
+    const nlohmann::json row = plan_row(c, dataset, batch);
+    result["plans"].push_back(row);
+    std::snprintf(line, sizeof(line), "\n%10.0f %13.6g %10lld %16.6g %12.4g %10lld %14.3g", batch,
+                  row["sampling_rate"].get<double>(), row["steps"].get<long long>(),
+                  row["noise_multiplier"].get<double>(), row["noise_batch_ratio"].get<double>(),
+                  row["capacity"].get<long long>(), row["truncation_probability"].get<double>());
+    table << line;
+  }
+  print(out, result, flags.json, table.str());
+}
+
+void execute(const Commands& c, std::ostream& out) {
+  if (c.app.got_subcommand(c.epsilon)) return epsilon_command(c.flags, out);
+  if (c.app.got_subcommand(c.delta)) return delta_command(c.flags, out);
+  if (c.app.got_subcommand(c.calibrate)) return calibrate_command(c.flags, out);
+  plan_command(c, out);
+}
+
 }  // namespace
 
 namespace dpsgd::cli {
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err, bool validate_only) {
-  CLI::App app{"dpsgd: privacy accounting for DP-SGD with Poisson sampling (add/remove adjacency)"};
-  app.require_subcommand(1);
-  CommonFlags flags;
-
-  auto* eps_cmd = app.add_subcommand("epsilon", "epsilon for (sampling rate, noise multiplier, steps, delta)");
-  add_mechanism_flags(eps_cmd, flags, true, true);
-  add_truncation_flags(eps_cmd, flags);
-
-  auto* delta_cmd = app.add_subcommand("delta", "delta for (sampling rate, noise multiplier, steps, epsilon)");
-  add_mechanism_flags(delta_cmd, flags, true, false);
-  add_truncation_flags(delta_cmd, flags);
-
-  auto* cal_cmd = app.add_subcommand("calibrate", "the smallest noise multiplier meeting (epsilon, delta)");
-  add_mechanism_flags(cal_cmd, flags, false, true);
-  cal_cmd->add_option("--epsilon", flags.epsilon, "epsilon > 0")->required();
-  add_truncation_flags(cal_cmd, flags);
-
-  double plan_dataset = std::nan(""), epochs = std::nan("");
-  std::vector<double> batch_sizes;
-  std::optional<double> truncation_target;
-  auto* plan_cmd = app.add_subcommand("plan", "noise, steps and capacity for each batch size at a privacy target");
-  plan_cmd->add_option("--dataset-size", plan_dataset, "N >= 1")->required();
-  plan_cmd->add_option("--epsilon", flags.epsilon, "epsilon > 0")->required();
-  plan_cmd->add_option("--delta", flags.delta, "delta in (0, 1)")->required();
-  plan_cmd->add_option("--epochs", epochs, "passes over the data (steps = epochs N / B)")->required();
-  plan_cmd->add_option("--batch-sizes", batch_sizes, "expected batch sizes, e.g. 256,1024,4096")
-      ->required()
-      ->delimiter(',');
-  plan_cmd->add_option(
-      "--truncation-probability", truncation_target,
-      "per-step probability that a batch overflows its capacity (default: the truncation charge is 1% of delta)");
-  plan_cmd->add_option("--accountant", flags.accountant, "pld (default, tight) or rdp");
-  plan_cmd->add_flag("--json", flags.json, "print one JSON object on stdout");
-
+  Commands commands;
+  define_commands(commands);
   std::vector<const char*> argv{"dpsgd"};
   for (const std::string& arg : args) argv.push_back(arg.c_str());
   try {
-    app.parse(static_cast<int>(argv.size()), argv.data());
+    commands.app.parse(static_cast<int>(argv.size()), argv.data());
   } catch (const CLI::CallForHelp& e) {
-    return app.exit(e, out, err);
+    return commands.app.exit(e, out, err);
   } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e, out, err);
+    return commands.app.exit(e, out, err);
   } catch (const CLI::ParseError& e) {
     err << "error: " << e.what() << "\n";
     return 2;
   }
-
   try {
-    const dpsgd::AccountantOptions options = accountant_options(flags);
-    std::int64_t n = 0, b = 0;
-    if (app.got_subcommand(eps_cmd)) {
-      check_sampling_rate(flags.sampling_rate);
-      check_noise_multiplier(flags.noise_multiplier);
-      check_steps(flags.steps);
-      check_delta(flags.delta);
-      truncation_of(flags, n, b);
-      if (validate_only) return 0;
-      const auto steps = static_cast<std::int64_t>(flags.steps);
-      const dpsgd::TrainingPhase phase{flags.sampling_rate, flags.noise_multiplier, steps, n, b};
-      const dpsgd::AccountingAnswer answer =
-          dpsgd::epsilon_answer(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.delta, options);
-      const double epsilon = answer.value;
-      nlohmann::json result = base_json(flags, flags.sampling_rate, steps, n, b);
-      result["noise_multiplier"] = flags.noise_multiplier;
-      result["delta"] = flags.delta;
-      result["epsilon"] = std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr);
-      add_provenance(result, answer);
-      print(out, result, flags.json,
-            "epsilon = " + (std::isfinite(epsilon) ? format(epsilon) : std::string("inf")) +
-                " at delta = " + format(flags.delta) + provenance(flags, answer));
-    } else if (app.got_subcommand(delta_cmd)) {
-      check_sampling_rate(flags.sampling_rate);
-      check_noise_multiplier(flags.noise_multiplier);
-      check_steps(flags.steps);
-      check_epsilon(flags.epsilon);
-      truncation_of(flags, n, b);
-      if (validate_only) return 0;
-      const auto steps = static_cast<std::int64_t>(flags.steps);
-      const dpsgd::TrainingPhase phase{flags.sampling_rate, flags.noise_multiplier, steps, n, b};
-      const dpsgd::AccountingAnswer answer =
-          dpsgd::delta_answer(std::span<const dpsgd::TrainingPhase>(&phase, 1), flags.epsilon, options);
-      nlohmann::json result = base_json(flags, flags.sampling_rate, steps, n, b);
-      result["noise_multiplier"] = flags.noise_multiplier;
-      result["epsilon"] = flags.epsilon;
-      result["delta"] = answer.value;
-      add_provenance(result, answer);
-      print(out, result, flags.json,
-            "delta = " + format(answer.value) + " at epsilon = " + format(flags.epsilon) + provenance(flags, answer));
-    } else if (app.got_subcommand(cal_cmd)) {
-      check_sampling_rate(flags.sampling_rate);
-      check_steps(flags.steps);
-      check_delta(flags.delta);
-      check_epsilon(flags.epsilon);
-      truncation_of(flags, n, b);
-      if (validate_only) return 0;
-      const auto steps = static_cast<std::int64_t>(flags.steps);
-      const dpsgd::NoiseCalibration calibration =
-          dpsgd::calibrate_noise(flags.sampling_rate, steps, flags.epsilon, flags.delta, options, n, b);
-      const double sigma = calibration.noise_multiplier;
-      const dpsgd::AccountingAnswer& answer = calibration.answer;
-      nlohmann::json result = base_json(flags, flags.sampling_rate, steps, n, b);
-      result["noise_multiplier"] = sigma;
-      result["epsilon"] = answer.value;
-      result["target_epsilon"] = flags.epsilon;
-      result["delta"] = flags.delta;
-      add_provenance(result, answer);
-      print(out, result, flags.json,
-            "noise_multiplier = " + format(sigma) + " gives epsilon = " + format(answer.value) +
-                " <= " + format(flags.epsilon) + " at delta = " + format(flags.delta) + provenance(flags, answer));
-    } else {
-      check_epsilon(flags.epsilon);
-      check_delta(flags.delta);
-      if (!(std::isfinite(plan_dataset) && plan_dataset >= 1.0 && plan_dataset == std::floor(plan_dataset) &&
-            plan_dataset <= 9e15)) {
-        usage_error("--dataset-size", "an integer >= 1", plan_dataset);
-      }
-      if (!(std::isfinite(epochs) && epochs > 0.0 && epochs <= 1e6)) usage_error("--epochs", "in (0, 1e6]", epochs);
-      if (truncation_target && !(*truncation_target > 0.0 && *truncation_target < 1.0)) {
-        usage_error("--truncation-probability", "in (0, 1)", *truncation_target);
-      }
-      for (const double batch : batch_sizes) {
-        if (!(std::isfinite(batch) && batch >= 1.0 && batch <= plan_dataset))
-          usage_error("--batch-sizes", "in [1, dataset size]", batch);
-      }
-      if (validate_only) return 0;
-      const auto dataset = static_cast<std::int64_t>(plan_dataset);
-      nlohmann::json result = {{"dataset_size", dataset},        {"epsilon", flags.epsilon},
-                               {"delta", flags.delta},           {"epochs", epochs},
-                               {"accountant", flags.accountant}, {"plans", nlohmann::json::array()}};
-      std::ostringstream table;
-      table << "dataset " << dataset << ", epsilon " << format(flags.epsilon) << " at delta " << format(flags.delta)
-            << ", " << format(epochs) << " epochs (" << flags.accountant << ", truncated Poisson sampling)\n";
-      char line[256];
-      std::snprintf(line, sizeof(line), "%10s %13s %10s %16s %12s %10s %14s\n", "batch", "sampling_rate", "steps",
-                    "noise_multiplier", "sigma/batch", "capacity", "P[trunc]/step");
-      table << line;
-      for (const double batch : batch_sizes) {
-        const double q = batch / plan_dataset;
-        const double step_count = std::ceil(epochs * plan_dataset / batch);
-        if (!(step_count <= 1e12)) {
-          throw UsageError{"--epochs " + format(epochs) + " over " + format(plan_dataset) + " examples at batch size " +
-                           format(batch) + " means " + format(step_count) + " steps, more than the 1e12 supported"};
-        }
-        const auto steps = static_cast<std::int64_t>(step_count);
-        // Default capacity: the library's rule, a truncation charge of 1% of delta.
-        const dpsgd::TruncationCapacity capacity =
-            truncation_target ? dpsgd::capacity_for_truncation_probability(dataset, q, *truncation_target)
-                              : dpsgd::capacity_for_delta_share(dataset, q, steps, flags.epsilon, flags.delta);
-        const std::int64_t cap = std::min<std::int64_t>(capacity.capacity, dataset);
-        const double sigma = dpsgd::calibrate_noise_multiplier(q, steps, flags.epsilon, flags.delta, options,
-                                                               cap < dataset ? dataset : 0, cap < dataset ? cap : 0);
-        result["plans"].push_back({{"batch_size", batch},
-                                   {"sampling_rate", q},
-                                   {"steps", steps},
-                                   {"noise_multiplier", sigma},
-                                   {"noise_batch_ratio", sigma / batch},
-                                   {"capacity", cap},
-                                   {"truncation_probability", capacity.truncation_probability}});
-        std::snprintf(line, sizeof(line), "%10.0f %13.6g %10lld %16.6g %12.4g %10lld %14.3g\n", batch, q,
-                      static_cast<long long>(steps), sigma, sigma / batch, static_cast<long long>(cap),
-                      capacity.truncation_probability);
-        table << line;
-      }
-      std::string text = table.str();
-      text.pop_back();
-      print(out, result, flags.json, text);
-    }
+    check_flags(commands);
+    if (!validate_only) execute(commands, out);
   } catch (const UsageError& e) {
     err << "error: " << e.message << "\n";
     return 2;

@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/accounting/privacy_accountant.hpp"
 #include "dpsgd/core/atomic_file.hpp"
-#include "dpsgd/optim/privacy_accountant.hpp"
 
 namespace dpsgd {
 

@@ -24,14 +24,6 @@ double rdp_poisson_subsampled_gaussian(double sampling_rate, double noise_multip
 // The RDP curve of the composition of `phases` over default_rdp_orders(): sum of steps * per-step RDP.
 std::vector<double> rdp_of_phases(std::span<const GaussianPhase> phases);
 
-namespace detail {
-// rdp_of_phases with the fractional orders outside [focus_low, focus_high] bounded by the chord between
-// their neighbouring integer orders (convexity of (alpha - 1) D_alpha) instead of summing their series:
-// still an upper bound everywhere, exact near the order a conversion will pick, and a hundred times
-// cheaper for runs of many distinct phases.
-std::vector<double> rdp_of_phases_focused(std::span<const GaussianPhase> phases, double focus_low, double focus_high);
-}  // namespace detail
-
 struct RdpConversion {
   double value = 0.0;  // epsilon (or delta)
   double order = 0.0;  // the order that gave it

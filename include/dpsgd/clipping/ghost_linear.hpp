@@ -11,124 +11,16 @@
 #include <vector>
 
 #include "dpsgd/clipping/clip_factors.hpp"
+#include "dpsgd/clipping/detail/ghost_linear_impl.hpp"
 #include "dpsgd/clipping/detail/rounding_bounds.hpp"
 #include "dpsgd/clipping/detail/row_norms.hpp"
+#include "dpsgd/clipping/linear_layer_shape.hpp"
+#include "dpsgd/core/detail/parallel.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
-#include "dpsgd/core/parallel.hpp"
+#include "dpsgd/core/real_scalar.hpp"
 
 namespace dpsgd {
-
-// How the per-example weight-gradient norm of a layer with sequence inputs (T > 1) is computed.
-enum class GhostNormMethod : int {
-  kAuto = 0,         // whichever of the two below costs fewer flops for this layer's shape
-  kGram = 1,         // ||G_i^T A_i||_F^2 = <A_i A_i^T, G_i G_i^T>: O(T^2 (d_in + d_out)) per example
-  kMaterialize = 2,  // form G_i^T A_i (d_out x d_in) per example: O(T d_in d_out)
-};
-
-// The layout of one linear layer's saved tensors: activations A are (batch * positions) x in_features,
-// output gradients dY are (batch * positions) x out_features, both row-major, example i owning rows
-// [i * positions, (i + 1) * positions). positions = 1 for plain (non-sequence) inputs.
-struct LinearLayerShape {
-  std::int64_t batch = 0;
-  std::int64_t positions = 1;
-  std::int64_t in_features = 0;
-  std::int64_t out_features = 0;
-};
-
-// Chooses the cheaper method for sequence inputs. Flop counts per example: the Gram route
-// forms two T x T Gram matrices, T^2 (d_in + d_out) multiply-adds, plus T^2 for their inner
-// product; materialising costs T d_in d_out. For T = 1 the norm factorises, so both collapse
-// to ||a||^2 ||dy||^2 and kGram is returned.
-inline GhostNormMethod choose_ghost_norm_method(const LinearLayerShape& shape) {
-  const double t = static_cast<double>(shape.positions);
-  const double gram = t * t * static_cast<double>(shape.in_features + shape.out_features + 1);
-  const double materialize = t * static_cast<double>(shape.in_features) * static_cast<double>(shape.out_features);
-  return (shape.positions == 1 || gram <= materialize) ? GhostNormMethod::kGram : GhostNormMethod::kMaterialize;
-}
-
-namespace detail {
-template <typename Scalar>
-void check_linear_factors(const ConstRowsRef<Scalar>& activations, const ConstRowsRef<Scalar>& output_grads,
-                          std::int64_t batch) {
-  DPSGD_CHECK_ARG(batch >= 1, "batch must be >= 1, got " << batch);
-  DPSGD_CHECK_ARG(activations.rows() == output_grads.rows(),
-                  "activations and output_grads must have the same number of rows, got "
-                      << activations.rows() << " and " << output_grads.rows());
-  DPSGD_CHECK_ARG(activations.rows() % batch == 0 && activations.rows() > 0,
-                  "activations.rows() = " << activations.rows() << " must be a positive multiple of batch = " << batch);
-  DPSGD_CHECK_ARG(activations.cols() >= 1 && output_grads.cols() >= 1, "in_features and out_features must be >= 1, got "
-                                                                           << activations.cols() << " and "
-                                                                           << output_grads.cols());
-}
-
-template <typename Scalar>
-LinearLayerShape linear_shape(const ConstRowsRef<Scalar>& activations, const ConstRowsRef<Scalar>& output_grads,
-                              std::int64_t batch) {
-  return LinearLayerShape{batch, activations.rows() / batch, activations.cols(), output_grads.cols()};
-}
-
-// Whether every entry of rows [first, first + count) is finite.
-template <typename Scalar>
-bool rows_finite(const ConstRowsRef<Scalar>& m, Eigen::Index first, Eigen::Index count) {
-  return m.middleRows(first, count).allFinite();
-}
-}  // namespace detail
-
-namespace detail {
-// Unit roundoff of the layer's type.
-template <typename Scalar>
-constexpr double unit_of() {
-  return std::is_same_v<Scalar, float> ? kFloatUnit : kDoubleUnit;
-}
-
-// The bound that sets example i's clip factor for a sequence layer (T > 1): its weight gradient's norm
-// by the chosen route plus each route's rounding, its bias gradient's norm, and the rounding of the
-// clipped GEMM and bias sum, all from rounding_bounds.hpp. a and g are the example's T rows.
-template <typename Scalar, typename Rows>
-double sequence_example_bound(const Rows& a, const Rows& g, bool has_bias, GhostNormMethod method) {
-  using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>;
-  using ScalarMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  const Eigen::Index t = a.rows(), d_in = a.cols(), d_out = g.cols();
-  // w = sum_t ||a_t|| ||dy_t|| and w_b = sum_t ||dy_t||, from row norms bounded from above.
-  double w = 0.0, w_bias = 0.0;
-  for (Eigen::Index p = 0; p < t; ++p) {
-    const double na = std::sqrt(squared_sum_bound(a.row(p).template cast<double>().squaredNorm(),
-                                                  rounding_gamma(static_cast<double>(d_in) + 8.0, kDoubleUnit),
-                                                  static_cast<double>(d_in) * 0x1p-1073));
-    const double ng = std::sqrt(squared_sum_bound(g.row(p).template cast<double>().squaredNorm(),
-                                                  rounding_gamma(static_cast<double>(d_out) + 8.0, kDoubleUnit),
-                                                  static_cast<double>(d_out) * 0x1p-1073));
-    w += na * ng;
-    w_bias += ng;
-  }
-  w *= 1.0 + rounding_gamma(static_cast<double>(t) + 2.0, kDoubleUnit);
-  w_bias *= 1.0 + rounding_gamma(static_cast<double>(t) + 2.0, kDoubleUnit);
-  double weight_norm;
-  if (method == GhostNormMethod::kGram) {
-    // In double: a float Gram product loses everything to cancellation when an example's
-    // per-position gradients cancel, and the bound below would then be useless.
-    const Matrix ad = a.template cast<double>(), gd = g.template cast<double>();
-    const Matrix gram_a = ad * ad.transpose();
-    const Matrix gram_g = gd * gd.transpose();
-    weight_norm = gram_weight_norm_bound(gram_a.cwiseProduct(gram_g).sum(), w, static_cast<double>(d_in),
-                                         static_cast<double>(d_out), static_cast<double>(t));
-  } else {
-    const ScalarMatrix product = ScalarMatrix(g).transpose() * ScalarMatrix(a);
-    weight_norm =
-        materialised_weight_norm_bound(product.template cast<double>().squaredNorm(), w,
-                                       static_cast<double>(d_in * d_out), static_cast<double>(t), unit_of<Scalar>());
-  }
-  double bias_norm = 0.0;
-  if (has_bias) {
-    bias_norm = g.template cast<double>().colwise().sum().norm() * (1.0 + 4.0 * kDoubleUnit) +
-                rounding_gamma(static_cast<double>(t) + static_cast<double>(d_out) + 2.0, kDoubleUnit) * w_bias;
-  } else {
-    w_bias = 0.0;
-  }
-  return sequence_linear_norm_bound(weight_norm, bias_norm, w, w_bias, static_cast<double>(t), unit_of<Scalar>());
-}
-}  // namespace detail
 
 // squared_norms(i, group) += ||per-example gradient of W (and of b if has_bias) for example i||^2,
 // computed from A and dY only. What is added is an upper bound on the squared norm of what
@@ -139,11 +31,10 @@ double sequence_example_bound(const Rows& a, const Rows& g, bool has_bias, Ghost
 // never be released above its clip norm. Examples are independent, so the result does not depend on
 // the thread count. NaN or inf in an example's A or dY makes its squared norm non-finite, which
 // compute_clip_factors turns into a dropped example.
-template <typename Scalar>
+template <RealScalar Scalar>
 void accumulate_linear_squared_norms(const ConstRowsRef<Scalar>& activations, const ConstRowsRef<Scalar>& output_grads,
                                      std::int64_t batch, bool has_bias, SquaredNorms& squared_norms, int group = 0,
                                      GhostNormMethod method = GhostNormMethod::kAuto) {
-  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>);
   detail::check_linear_factors(activations, output_grads, batch);
   DPSGD_CHECK_ARG(squared_norms.rows() == batch,
                   "squared_norms must have batch = " << batch << " rows, got " << squared_norms.rows());
@@ -193,12 +84,11 @@ void accumulate_linear_squared_norms(const ConstRowsRef<Scalar>& activations, co
 // padding or dropped examples never reaches the result. An example whose scaled output gradient
 // would underflow (c dy below the smallest normal) is added apart, in double. Deterministic for a
 // fixed thread count (Eigen's GEMM partitions the output, not the reduction).
-template <typename Scalar>
+template <RealScalar Scalar>
 void accumulate_linear_clipped_gradient(const ConstRowsRef<Scalar>& activations,
                                         const ConstRowsRef<Scalar>& output_grads, std::int64_t batch,
                                         const Eigen::Ref<const Eigen::MatrixXd>& factors, int group,
                                         RowsRef<Scalar> weight_grad, std::span<Scalar> bias_grad) {
-  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>);
   detail::check_linear_factors(activations, output_grads, batch);
   DPSGD_CHECK_ARG(factors.rows() == batch, "factors must have batch = " << batch << " rows, got " << factors.rows());
   DPSGD_CHECK_ARG(group >= 0 && group < factors.cols(),

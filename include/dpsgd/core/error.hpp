@@ -44,22 +44,21 @@ class FormatError : public Error {
   using Error::Error;
 };
 
-namespace detail {
+// What DPSGD_CHECK_ARG throws: InvalidArgument("dpsgd::<function>: <message>").
 [[noreturn]] inline void throw_invalid_argument(const char* function, const std::string& message) {
   throw InvalidArgument(std::string("dpsgd::") + function + ": " + message);
 }
-}  // namespace detail
 
 }  // namespace dpsgd
 
 // Throws dpsgd::InvalidArgument("dpsgd::<function>: <message>") when `cond` is false. The message is
 // a stream expression, e.g. DPSGD_CHECK_ARG(q > 0, "sampling_rate must be in (0, 1], got " << q).
-#define DPSGD_CHECK_ARG(cond, message)                                                  \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::ostringstream dpsgd_check_arg_stream_;                                       \
-      dpsgd_check_arg_stream_.precision(17);                                            \
-      dpsgd_check_arg_stream_ << message;                                               \
-      ::dpsgd::detail::throw_invalid_argument(__func__, dpsgd_check_arg_stream_.str()); \
-    }                                                                                   \
+#define DPSGD_CHECK_ARG(cond, message)                                          \
+  do {                                                                          \
+    if (!(cond)) {                                                              \
+      std::ostringstream dpsgd_check_arg_stream_;                               \
+      dpsgd_check_arg_stream_.precision(17);                                    \
+      dpsgd_check_arg_stream_ << message;                                       \
+      ::dpsgd::throw_invalid_argument(__func__, dpsgd_check_arg_stream_.str()); \
+    }                                                                           \
   } while (false)

@@ -7,12 +7,10 @@
 #include <span>
 
 #include "dpsgd/clipping/clip_factors.hpp"
+#include "dpsgd/core/real_scalar.hpp"
 #include "dpsgd/cuda/device_context.hpp"
 
 namespace dpsgd::cuda {
-
-template <typename Scalar>
-concept KernelScalar = std::same_as<Scalar, float> || std::same_as<Scalar, double>;
 
 // Per-example, per-group squared norms on the device: batch x groups doubles, column-major (the
 // norms of one group are contiguous), the device twin of dpsgd::SquaredNorms. Dense blocks and
@@ -40,7 +38,7 @@ struct DeviceClipFactors {
 // squared_norms(i, group) += ||rows.row(i)||^2 in double, overflow-safe as on the CPU (a row whose
 // sum of squares overflows is rescaled by its largest magnitude). One thread block per row.
 // Asynchronous. Throws InvalidArgument on null data, mismatched rows, or a bad group.
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_squared_norms(DeviceContext& context, DeviceRows<const Scalar> rows, DeviceSquaredNorms& squared_norms,
                               int group = 0);
 
@@ -55,7 +53,7 @@ ClipFactors compute_clip_factors(DeviceContext& context, const DeviceSquaredNorm
 // sum += sum_i factors(i, group) * rows.row(i) over device memory. Rows whose factor is 0 are never
 // read, so NaN in padding or dropped rows cannot reach the sum. Deterministic: rows are summed in a
 // fixed order that depends only on the shape and the device's multiprocessor count. Asynchronous.
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_clipped_sum(DeviceContext& context, DeviceRows<const Scalar> rows, const DeviceClipFactors& factors,
                             int group, Scalar* sum);
 
@@ -67,7 +65,7 @@ enum class DenseClipPath : int {
 
 // Widest row the fused path keeps on chip (in registers) for this element type and row alignment:
 // 16384 floats or 8192 doubles with 16-byte aligned rows, a quarter of that otherwise.
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 std::int64_t fused_clip_max_width(bool rows_aligned_16);
 
 // The device twin of dpsgd::clip_and_accumulate: norms, factors and sum += sum_i c_i g_i for a
@@ -76,7 +74,7 @@ std::int64_t fused_clip_max_width(bool rows_aligned_16);
 // row once (norm, factor and scaled accumulation from registers) and a small second kernel adds the
 // per-block partial sums in a fixed order. Synchronises (the statistics come back to the host).
 // Throws InvalidArgument as the CPU version does, and for kFused where it does not apply.
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 ClipFactors clip_and_accumulate(DeviceContext& context, DeviceRows<const Scalar> rows,
                                 std::span<const std::uint8_t> mask, const ClipConfig& config, Scalar* sum,
                                 std::span<const std::int64_t> group_offsets = {},
@@ -84,17 +82,17 @@ ClipFactors clip_and_accumulate(DeviceContext& context, DeviceRows<const Scalar>
 
 // The calls above also take mutable views (DeviceRows<float>), which the template arguments alone
 // would not convert.
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_squared_norms(DeviceContext& context, DeviceRows<Scalar> rows, DeviceSquaredNorms& squared_norms,
                               int group = 0) {
   accumulate_squared_norms<Scalar>(context, DeviceRows<const Scalar>(rows), squared_norms, group);
 }
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_clipped_sum(DeviceContext& context, DeviceRows<Scalar> rows, const DeviceClipFactors& factors,
                             int group, Scalar* sum) {
   accumulate_clipped_sum<Scalar>(context, DeviceRows<const Scalar>(rows), factors, group, sum);
 }
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 ClipFactors clip_and_accumulate(DeviceContext& context, DeviceRows<Scalar> rows, std::span<const std::uint8_t> mask,
                                 const ClipConfig& config, Scalar* sum, std::span<const std::int64_t> group_offsets = {},
                                 DenseClipPath path = DenseClipPath::kAuto) {

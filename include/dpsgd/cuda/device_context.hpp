@@ -11,31 +11,14 @@
 #include <vector>
 
 #include "dpsgd/core/error.hpp"
-
-struct CUstream_st;
-struct cublasContext;
+#include "dpsgd/cuda/detail/device_memory.hpp"
+#include "dpsgd/cuda/stream.hpp"
 
 namespace dpsgd::cuda {
-
-// Same type as cudaStream_t; nullptr is the legacy default stream.
-using Stream = CUstream_st*;
-// Same type as cublasHandle_t.
-using BlasHandle = cublasContext*;
 
 // Whether a CUDA device is usable from this process (false, never an exception, when the driver
 // or device is missing).
 bool device_available();
-
-namespace detail {
-// Thin wrappers over the CUDA runtime so that templates in this header need no CUDA include.
-// Every failure throws dpsgd::CudaError naming the call and the CUDA error code.
-void* device_allocate(std::size_t bytes);
-void device_free(void* pointer) noexcept;
-// Both copies are ordered on `stream` after earlier work and return when the copy has completed.
-void copy_to_device(void* device_destination, const void* host_source, std::size_t bytes, Stream stream);
-void copy_to_host(void* host_destination, const void* device_source, std::size_t bytes, Stream stream);
-void fill_zero(void* device_destination, std::size_t bytes, Stream stream);
-}  // namespace detail
 
 // Owns a CUDA stream, a cuBLAS handle bound to it, and a grow-only scratch buffer. Every dpsgd::cuda
 // call that takes a context runs asynchronously on its stream, in call order, unless its comment

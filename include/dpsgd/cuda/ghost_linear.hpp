@@ -19,7 +19,7 @@ namespace dpsgd::cuda {
 // (clipping/detail/rounding_bounds.hpp, the same functions). Examples are processed in chunks so
 // that scratch stays under 256 MiB. NaN or inf in an example's A or dY makes its norm non-finite
 // (dropped by compute_clip_factors). Asynchronous.
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_linear_squared_norms(DeviceContext& context, DeviceRows<const Scalar> activations,
                                      DeviceRows<const Scalar> output_grads, std::int64_t batch, bool has_bias,
                                      DeviceSquaredNorms& squared_norms, int group = 0,
@@ -31,7 +31,7 @@ void accumulate_linear_squared_norms(DeviceContext& context, DeviceRows<const Sc
 // dropped examples never reaches the result. An example whose scaled output gradient c dy would
 // underflow is applied apart, in double. The context's cuBLAS handle computes in IEEE precision
 // (no TF32). Asynchronous.
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_linear_clipped_gradient(DeviceContext& context, DeviceRows<const Scalar> activations,
                                         DeviceRows<const Scalar> output_grads, std::int64_t batch,
                                         const DeviceClipFactors& factors, int group, DeviceRows<Scalar> weight_grad,
@@ -39,12 +39,12 @@ void accumulate_linear_clipped_gradient(DeviceContext& context, DeviceRows<const
 
 // Per-example bias gradients sum_t dy_it into `out` (batch x d_out): DP-BiTFiT's whole per-example
 // gradient, to be clipped as dense rows. Asynchronous.
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void linear_bias_per_example_gradients(DeviceContext& context, DeviceRows<const Scalar> output_grads,
                                        std::int64_t batch, DeviceRows<Scalar> out);
 
 // The calls above also take mutable views of the layer's tensors.
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_linear_squared_norms(DeviceContext& context, DeviceRows<Scalar> activations,
                                      DeviceRows<Scalar> output_grads, std::int64_t batch, bool has_bias,
                                      DeviceSquaredNorms& squared_norms, int group = 0,
@@ -53,7 +53,7 @@ void accumulate_linear_squared_norms(DeviceContext& context, DeviceRows<Scalar> 
                                           DeviceRows<const Scalar>(output_grads), batch, has_bias, squared_norms, group,
                                           method);
 }
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void accumulate_linear_clipped_gradient(DeviceContext& context, DeviceRows<Scalar> activations,
                                         DeviceRows<Scalar> output_grads, std::int64_t batch,
                                         const DeviceClipFactors& factors, int group, DeviceRows<Scalar> weight_grad,
@@ -62,7 +62,7 @@ void accumulate_linear_clipped_gradient(DeviceContext& context, DeviceRows<Scala
                                              DeviceRows<const Scalar>(output_grads), batch, factors, group, weight_grad,
                                              bias_grad);
 }
-template <KernelScalar Scalar>
+template <RealScalar Scalar>
 void linear_bias_per_example_gradients(DeviceContext& context, DeviceRows<Scalar> output_grads, std::int64_t batch,
                                        DeviceRows<Scalar> out) {
   linear_bias_per_example_gradients<Scalar>(context, DeviceRows<const Scalar>(output_grads), batch, out);

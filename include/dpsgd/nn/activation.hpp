@@ -3,9 +3,9 @@
 
 #include <cmath>
 
+#include "dpsgd/core/detail/parallel.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
-#include "dpsgd/core/parallel.hpp"
 #include "dpsgd/nn/layer.hpp"
 
 namespace dpsgd::nn {

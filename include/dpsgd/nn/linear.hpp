@@ -6,9 +6,9 @@
 #include <span>
 
 #include "dpsgd/clipping/ghost_linear.hpp"
+#include "dpsgd/core/detail/parallel.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
-#include "dpsgd/core/parallel.hpp"
 #include "dpsgd/nn/layer.hpp"
 #include "dpsgd/noise/gaussian_transform.hpp"
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "dpsgd/core/host_device.hpp"
-#include "dpsgd/noise/box_muller_math.hpp"
+#include "dpsgd/noise/detail/box_muller_math.hpp"
 #include "dpsgd/noise/philox.hpp"
 
 namespace dpsgd {

@@ -9,15 +9,16 @@
 #include <type_traits>
 #include <vector>
 
+#include "dpsgd/accounting/privacy_accountant.hpp"
 #include "dpsgd/clipping/clip_config.hpp"
+#include "dpsgd/core/detail/vector_ops.hpp"
 #include "dpsgd/core/error.hpp"
+#include "dpsgd/core/real_scalar.hpp"
 #include "dpsgd/core/validate.hpp"
-#include "dpsgd/core/vector_ops.hpp"
 #include "dpsgd/noise/gaussian_noise.hpp"
 #include "dpsgd/noise/noise_streams.hpp"
 #include "dpsgd/noise/secure_seed.hpp"
 #include "dpsgd/optim/optimizer.hpp"
-#include "dpsgd/optim/privacy_accountant.hpp"
 #include "dpsgd/sampling/batch.hpp"
 #include "dpsgd/sampling/poisson_sampler.hpp"
 
@@ -65,10 +66,8 @@ struct DpSgdConfig {
 // One object per training run. Each step(): check the clipped sum, record the step with the
 // accountant (write-ahead), add N(0, (sigma C)^2) per coordinate, divide by the expected batch
 // size, and let the optimiser update the parameters.
-template <typename Scalar>
+template <RealScalar Scalar>
 class DpSgd {
-  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>);
-
  public:
   // The noise seed comes from the OS CSPRNG.
   DpSgd(const DpSgdConfig& config, std::unique_ptr<Optimizer<Scalar>> optimizer,

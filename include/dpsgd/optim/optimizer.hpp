@@ -8,18 +8,17 @@
 #include <type_traits>
 #include <vector>
 
+#include "dpsgd/core/detail/vector_ops.hpp"
 #include "dpsgd/core/error.hpp"
+#include "dpsgd/core/real_scalar.hpp"
 #include "dpsgd/core/validate.hpp"
-#include "dpsgd/core/vector_ops.hpp"
 
 namespace dpsgd {
 
 // Applies one update params <- params - step(gradient). Optimisers see only the privatised gradient,
 // so any post-processing they do keeps the DP guarantee.
-template <typename Scalar>
+template <RealScalar Scalar>
 class Optimizer {
-  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>);
-
  public:
   virtual ~Optimizer() = default;
   // Throws InvalidArgument if the sizes differ, or differ from the size of the first call (the

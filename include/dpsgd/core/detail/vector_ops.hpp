@@ -7,7 +7,8 @@
 #include <span>
 #include <type_traits>
 
-#include "dpsgd/core/parallel.hpp"
+#include "dpsgd/core/detail/parallel.hpp"
+#include "dpsgd/core/real_scalar.hpp"
 
 namespace dpsgd::detail {
 
@@ -33,9 +34,8 @@ void for_each_chunk(std::size_t size, Body&& body) {
 // The index of the first NaN or infinity in values, or values.size() if there is none. Tests the
 // exponent bits (all ones) as integers, a test compilers vectorise, unlike a loop of std::isfinite
 // calls that stops at the first failure: on a 4 M-parameter model that loop took 4 ms a step.
-template <typename Scalar>
+template <RealScalar Scalar>
 std::size_t first_nonfinite(std::span<const Scalar> values) {
-  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>);
   using Bits = std::conditional_t<std::is_same_v<Scalar, float>, std::uint32_t, std::uint64_t>;
   constexpr Bits kExponent = static_cast<Bits>(std::is_same_v<Scalar, float> ? std::uint64_t{0x7F800000u}
                                                                              : std::uint64_t{0x7FF0000000000000ull});
