@@ -58,15 +58,6 @@ std::string write_temporary(const std::string& path, const std::string& content)
   return temporary;
 }
 
-// A new directory entry is durable only once the directory is on disk.
-void sync_directory(const std::string& path) {
-  const int dir = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
-}
-
 }  // namespace
 
 void write_file_atomically(const std::string& path, const std::string& content) {
@@ -76,7 +67,7 @@ void write_file_atomically(const std::string& path, const std::string& content) 
     ::unlink(temporary.c_str());
     fail("rename", path);
   }
-  sync_directory(path);
+  sync_directory(directory_of(path));
 }
 
 void create_file_atomically(const std::string& path, const std::string& content) {
@@ -91,7 +82,7 @@ void create_file_atomically(const std::string& path, const std::string& content)
     fail("link", path);
   }
   ::unlink(temporary.c_str());
-  sync_directory(path);
+  sync_directory(directory_of(path));
 }
 
 FileLock::FileLock(const std::string& path) {
@@ -112,6 +103,14 @@ FileLock::FileLock(const std::string& path) {
 
 FileLock::~FileLock() {
   if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+}
+
+void sync_directory(const std::string& directory) {
+  const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
 }
 
 void validate_output_file(const std::string& name, const std::string& path) {

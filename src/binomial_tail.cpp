@@ -140,9 +140,7 @@ TruncationCapacity capacity_for_delta_share(std::int64_t dataset_size, double sa
     whole.capacity = dataset_size;
     return whole;
   }
-  TruncationCapacity result = capacity_for_truncation_probability(dataset_size, sampling_rate, per_step);
-  result.capacity = std::min(result.capacity, dataset_size);
-  return result;
+  return capacity_for_truncation_probability(dataset_size, sampling_rate, per_step);  // never above N
 }
 
 }  // namespace dpsgd

@@ -1,7 +1,6 @@
 // TrainingRun: a run's files (definition, ledger, secret seed, checkpoint) and the checks that tie them.
 #include "dpsgd/optim/training_run.hpp"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -58,32 +57,32 @@ void validate(const TrainingRunConfig& c) {
   DPSGD_CHECK_ARG(c.steps >= 1, "steps must be >= 1, got " << c.steps);
 }
 
-// The keys whose values differ between a stored definition and this program's, for the refusal.
+// The keys whose values differ between a stored definition and this program's, for the refusal; the
+// caller's settings are compared key by key ("settings.learning_rate was 4.0, now 1.0").
 std::string differences(const nlohmann::json& stored, const nlohmann::json& wanted) {
+  if (!stored.is_object()) return "run.json is not a run definition";
   std::string out;
-  const auto describe = [&](const std::string& key, const nlohmann::json* a, const nlohmann::json* b) {
-    out +=
-        (out.empty() ? "" : "; ") + key + " was " + (a ? a->dump() : "absent") + ", now " + (b ? b->dump() : "absent");
-  };
-  const auto compare = [&](const nlohmann::json& a, const nlohmann::json& b, const std::string& prefix) {
-    for (const auto& [key, value] : a.items()) {
-      const auto other = b.find(key);
-      if (other == b.end() || *other != value) describe(prefix + key, &value, other == b.end() ? nullptr : &*other);
+  const auto compare = [&](const nlohmann::json& was, const nlohmann::json& now, const std::string& prefix) {
+    const auto describe = [&](const std::string& key, const nlohmann::json* a, const nlohmann::json* b) {
+      out += (out.empty() ? "" : "; ") + prefix + key + " was " + (a ? a->dump() : "absent") + ", now " +
+             (b ? b->dump() : "absent");
+    };
+    const auto nested = [&](const std::string& key) { return prefix.empty() && key == "settings"; };
+    for (const auto& [key, value] : was.items()) {
+      const auto other = now.find(key);
+      if (!nested(key) && (other == now.end() || *other != value))
+        describe(key, &value, other == now.end() ? nullptr : &*other);
     }
-    for (const auto& [key, value] : b.items())
-      if (!a.contains(key)) describe(prefix + key, nullptr, &value);
+    for (const auto& [key, value] : now.items())
+      if (!nested(key) && !was.contains(key)) describe(key, nullptr, &value);
   };
-  if (!stored.is_object() || !wanted.is_object()) return "run.json is not a run definition";
-  nlohmann::json a = stored, b = wanted;
-  const nlohmann::json empty = nlohmann::json::object();
-  const nlohmann::json& sa = a.contains("settings") ? a["settings"] : empty;
-  const nlohmann::json& sb = b.contains("settings") ? b["settings"] : empty;
-  if (sa.is_object() && sb.is_object()) {
-    compare(sa, sb, "settings.");
-    a.erase("settings");
-    b.erase("settings");
-  }
-  compare(a, b, "");
+  const nlohmann::json none = nlohmann::json::object();
+  const auto settings_of = [&](const nlohmann::json& d) -> const nlohmann::json& {
+    const auto it = d.find("settings");
+    return it != d.end() && it->is_object() ? *it : none;
+  };
+  compare(stored, wanted, "");
+  compare(settings_of(stored), settings_of(wanted), "settings.");
   return out;
 }
 
@@ -111,14 +110,6 @@ fs::path normalised(const std::string& directory) {
 }
 
 bool holds_run(const fs::path& dir) { return fs::exists(dir / "run.json"); }
-
-void sync_directory(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
 
 // Temporary files a killed process left while replacing one of the run's files. Only the process
 // holding the lock writes them, so any found now are stale.
@@ -212,7 +203,7 @@ void TrainingRun::create() {
     fs::remove_all(staging, ignored);
     throw;
   }
-  sync_directory(parent);
+  sync_directory(parent.string());
   ledger_ = PrivacyLedger::open(file("ledger.json"));  // locked from now on
 }
 

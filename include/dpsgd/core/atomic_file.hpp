@@ -29,6 +29,10 @@ class FileLock {
   int fd_ = -1;
 };
 
+// fsyncs `directory`, so that entries created or renamed in it survive a crash (best effort: a
+// directory that cannot be opened is skipped).
+void sync_directory(const std::string& directory);
+
 // Checks, before any work, that `path` can be written as an output file later: not a directory, in
 // an existing writable directory. Throws dpsgd::InvalidArgument naming `name` (a flag or parameter),
 // the path and the problem. An empty path means "not requested" and passes.
