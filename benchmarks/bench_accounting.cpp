@@ -7,7 +7,7 @@
 #include <iostream>
 #include <string>
 
-#include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/accounting/calibration.hpp"
 
 namespace {
 

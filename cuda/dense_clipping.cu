@@ -9,7 +9,7 @@
 #include "check.cuh"
 #include "dense_kernels.cuh"
 #include "device_math.cuh"
-#include "dpsgd/clipping/clip_factor.hpp"
+#include "dpsgd/clipping/clip_method.hpp"
 #include "dpsgd/clipping/detail/norm_math.hpp"
 #include "dpsgd/cuda/dense_clipping.hpp"
 #include "dpsgd/cuda/detail/kernel_plan.hpp"

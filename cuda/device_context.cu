@@ -48,6 +48,7 @@ struct DeviceContext::State {
   int device = 0;
   int multiprocessors = 0;
   cudaStream_t stream = nullptr;
+  bool owns_stream = true;
   cublasHandle_t blas = nullptr;
   void* scratch = nullptr;
   std::size_t scratch_bytes = 0;
@@ -56,11 +57,15 @@ struct DeviceContext::State {
     // Teardown errors cannot be reported from a destructor; the driver reclaims what is left.
     if (scratch != nullptr) static_cast<void>(cudaFree(scratch));
     if (blas != nullptr) static_cast<void>(cublasDestroy(blas));
-    if (stream != nullptr) static_cast<void>(cudaStreamDestroy(stream));
+    if (owns_stream && stream != nullptr) static_cast<void>(cudaStreamDestroy(stream));
   }
 };
 
-DeviceContext::DeviceContext(int device) : state_(std::make_unique<State>()) {
+DeviceContext::DeviceContext(int device) : DeviceContext(device, true, nullptr) {}
+
+DeviceContext DeviceContext::on_stream(Stream stream, int device) { return DeviceContext(device, false, stream); }
+
+DeviceContext::DeviceContext(int device, bool owns_stream, Stream adopted) : state_(std::make_unique<State>()) {
   int count = 0;
   DPSGD_CUDA_CHECK(cudaGetDeviceCount(&count));
   DPSGD_CHECK_ARG(device >= 0 && device < count,
@@ -68,7 +73,12 @@ DeviceContext::DeviceContext(int device) : state_(std::make_unique<State>()) {
   state_->device = device;
   DPSGD_CUDA_CHECK(cudaSetDevice(device));
   DPSGD_CUDA_CHECK(cudaDeviceGetAttribute(&state_->multiprocessors, cudaDevAttrMultiProcessorCount, device));
-  DPSGD_CUDA_CHECK(cudaStreamCreateWithFlags(&state_->stream, cudaStreamNonBlocking));
+  state_->owns_stream = owns_stream;
+  if (owns_stream) {
+    DPSGD_CUDA_CHECK(cudaStreamCreateWithFlags(&state_->stream, cudaStreamNonBlocking));
+  } else {
+    state_->stream = adopted;
+  }
   DPSGD_CUBLAS_CHECK(cublasCreate(&state_->blas));
   // IEEE single and double precision only: no TF32 tensor-core products (2^-11 relative, which the
   // clip bound's rounding allowance does not cover), even when NVIDIA_TF32_OVERRIDE asks for them.

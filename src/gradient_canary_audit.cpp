@@ -5,7 +5,7 @@
 #include <memory>
 #include <random>
 
-#include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/accounting/epsilon_delta.hpp"
 #include "dpsgd/clipping/dense_clipping.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/optim/dp_sgd.hpp"

@@ -7,7 +7,7 @@
 #include <random>
 #include <sstream>
 
-#include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/accounting/epsilon_delta.hpp"
 #include "dpsgd/accounting/privacy_ledger.hpp"
 #include "dpsgd/clipping/dense_clipping.hpp"
 #include "dpsgd/clipping/ghost_linear.hpp"

@@ -75,7 +75,7 @@ void PrivacyLedger::record(const DpStepRecord& step) {
   PrivacyLedger updated = *this;
   if (step.noise_multiplier == 0.0) {
     updated.unbounded_ = true;
-  } else if (const TrainingPhase phase{step.sampling_rate, step.noise_multiplier, 1, step.dataset_size, step.capacity};
+  } else if (const TrainingPhase phase = step.as_phase();
              !updated.phases_.empty() && same_mechanism(updated.phases_.back(), phase)) {
     ++updated.phases_.back().steps;
   } else {

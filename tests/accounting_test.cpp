@@ -10,6 +10,7 @@
 
 #include "dpsgd/accounting/accountant.hpp"
 #include "dpsgd/accounting/pld.hpp"
+#include "dpsgd/accounting/privacy_accountant.hpp"
 #include "dpsgd/accounting/rdp.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/sampling/binomial_tail.hpp"
@@ -160,6 +161,51 @@ TEST(Pld, StepCalibrationFindsTheLastStepWithinBudget) {
   EXPECT_GT(one_phase_epsilon(0.01, 1.0, steps + 1, 1e-5, AccountantKind::kPld), 1.0);
   EXPECT_EQ(calibrate_steps(1.0, 0.5, 0.1, 1e-5), 0);
   EXPECT_EQ(calibrate_steps(1e-3, 50.0, 10.0, 1e-5, {}, 1000), 1000);
+}
+
+// The query structs and the positional forms are one calibration: the same answers, the same checks.
+TEST(Calibration, QueryStructsMatchThePositionalForms) {
+  const NoiseCalibration by_query = calibrate_noise(
+      {.sampling_rate = 0.01, .steps = 500, .epsilon = 2.0, .delta = 1e-5, .dataset_size = 6000, .capacity = 120});
+  const NoiseCalibration positional = calibrate_noise(0.01, 500, 2.0, 1e-5, {}, 6000, 120);
+  EXPECT_EQ(by_query.noise_multiplier, positional.noise_multiplier);
+  EXPECT_EQ(by_query.answer.value, positional.answer.value);
+  EXPECT_LE(by_query.answer.value, 2.0);
+  EXPECT_EQ(calibrate_steps({.sampling_rate = 0.01, .noise_multiplier = 1.0, .epsilon = 1.0, .delta = 1e-5}),
+            calibrate_steps(0.01, 1.0, 1.0, 1e-5));
+  EXPECT_EQ(calibrate_steps(
+                {.sampling_rate = 1e-3, .noise_multiplier = 50.0, .epsilon = 10.0, .delta = 1e-5, .max_steps = 1000}),
+            1000);
+  // Negative controls: each field of the query is checked.
+  EXPECT_THROW(calibrate_noise({.sampling_rate = 0.01, .steps = 0, .epsilon = 1.0, .delta = 1e-5}), InvalidArgument);
+  EXPECT_THROW(calibrate_noise({.sampling_rate = 0.01, .steps = 10, .epsilon = 1.0, .delta = 1e-301}), InvalidArgument);
+  EXPECT_THROW(calibrate_noise({.sampling_rate = 0.01, .steps = 10, .epsilon = 1.0, .delta = 1e-5, .capacity = 5}),
+               InvalidArgument);
+  AccountantOptions bad;
+  bad.kind = static_cast<AccountantKind>(7);
+  EXPECT_THROW(bad.validate(), InvalidArgument);
+  EXPECT_THROW(calibrate_noise({.sampling_rate = 0.01, .steps = 10, .epsilon = 1.0, .delta = 1e-5, .options = bad}),
+               InvalidArgument);
+  EXPECT_THROW(
+      calibrate_steps({.sampling_rate = 0.01, .noise_multiplier = 1.0, .epsilon = 1.0, .delta = 1e-5, .max_steps = 0}),
+      InvalidArgument);
+}
+
+// A TrainingPhase is a GaussianPhase with truncation: both brace forms fill the same fields.
+TEST(TrainingPhaseRecord, ExtendsTheGaussianPhase) {
+  const TrainingPhase plain{0.01, 1.5, 300};
+  const TrainingPhase truncated{0.01, 1.5, 300, 6000, 120};
+  EXPECT_FALSE(plain.truncated());
+  EXPECT_TRUE(truncated.truncated());
+  const GaussianPhase& mechanism = truncated.mechanism();
+  EXPECT_EQ(mechanism.sampling_rate, 0.01);
+  EXPECT_EQ(mechanism.noise_multiplier, 1.5);
+  EXPECT_EQ(mechanism.steps, 300);
+  const DpStepRecord step{7, 0.01, 1.5, 6000, 120};
+  const TrainingPhase one = step.as_phase();
+  EXPECT_EQ(one.steps, 1);
+  EXPECT_EQ(one.dataset_size, 6000);
+  EXPECT_EQ(one.capacity, 120);
 }
 
 TEST(Pld, HeterogeneousPhasesComposeBetweenTheirParts) {

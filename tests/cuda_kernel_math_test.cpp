@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "dpsgd/clipping/clip_factor.hpp"
+#include "dpsgd/clipping/clip_method.hpp"
 #include "dpsgd/clipping/detail/norm_math.hpp"
 #include "dpsgd/clipping/detail/rounding_bounds.hpp"
 #include "dpsgd/cuda/detail/kernel_plan.hpp"

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <span>
 #include <vector>
 
 #include "dpsgd/cuda/gaussian_noise.hpp"
@@ -15,16 +16,32 @@ namespace {
 #define SKIP_WITHOUT_GPU() \
   if (!cuda::device_available()) GTEST_SKIP() << "no CUDA device present: GPU test skipped"
 
+// The GPU's (host + noise) * scale, through a context on its own stream or on an adopted one.
 template <typename Scalar>
-std::vector<Scalar> gpu_noise(std::vector<Scalar> host, double stddev, NoiseKey key, NoiseMode mode,
-                              std::uint64_t first) {
-  Scalar* device = nullptr;
-  EXPECT_EQ(cudaMalloc(&device, host.size() * sizeof(Scalar)), cudaSuccess);
-  cudaMemcpy(device, host.data(), host.size() * sizeof(Scalar), cudaMemcpyHostToDevice);
-  cuda::add_gaussian_noise(device, host.size(), stddev, key, mode, first);
-  cudaMemcpy(host.data(), device, host.size() * sizeof(Scalar), cudaMemcpyDeviceToHost);
-  cudaFree(device);
-  return host;
+std::vector<Scalar> gpu_noise(const std::vector<Scalar>& host, double stddev, NoiseKey key, NoiseMode mode,
+                              std::uint64_t first, Scalar scale = Scalar{1}, bool adopted_stream = false) {
+  cudaStream_t stream = nullptr;
+  if (adopted_stream) {
+    EXPECT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  }
+  std::vector<Scalar> result;
+  {
+    cuda::DeviceContext context = adopted_stream ? cuda::DeviceContext::on_stream(stream, 0) : cuda::DeviceContext(0);
+    EXPECT_EQ(context.stream(), adopted_stream ? stream : context.stream());
+    cuda::DeviceBuffer<Scalar> device(std::span<const Scalar>(host), context.stream());
+    if (scale == Scalar{1}) {
+      cuda::add_gaussian_noise(context, device.data(), host.size(), stddev, key, mode, first);
+    } else {
+      cuda::add_scaled_gaussian_noise(context, device.data(), host.size(), stddev, key, mode, first, scale);
+    }
+    result = device.download(context.stream());
+  }
+  // The context did not destroy the stream it adopted: it is still usable.
+  if (adopted_stream) {
+    EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+  }
+  return result;
 }
 
 TEST(CudaGaussianNoise, MatchesCpuStream) {
@@ -48,17 +65,44 @@ TEST(CudaGaussianNoise, MatchesCpuStream) {
   }
 }
 
-TEST(CudaGaussianNoise, RejectsBadArgumentsWithoutADevice) {
-  // Argument checks run on the host before any launch, so they hold on machines without a GPU.
-  EXPECT_THROW(cuda::add_gaussian_noise(static_cast<float*>(nullptr), 4, 1.0, NoiseKey{0, 0, 0}), InvalidArgument);
-  float dummy = 0.0f;
-  EXPECT_THROW(cuda::add_gaussian_noise(&dummy, 1, -1.0, NoiseKey{0, 0, 0}), InvalidArgument);
-  EXPECT_THROW(cuda::add_gaussian_noise(&dummy, 1, std::nan(""), NoiseKey{0, 0, 0}), InvalidArgument);
-  EXPECT_THROW(cuda::add_gaussian_noise(&dummy, 1, 1.0, NoiseKey{0, 0, 0}, static_cast<NoiseMode>(3)), InvalidArgument);
-  EXPECT_THROW(
-      cuda::add_gaussian_noise(&dummy, 4, 1.0, NoiseKey{0, 0, 0}, NoiseMode::kStandard, (std::uint64_t{1} << 33) - 2),
-      InvalidArgument);
-  EXPECT_NO_THROW(cuda::add_gaussian_noise(static_cast<float*>(nullptr), 0, 1.0, NoiseKey{0, 0, 0}));
+// The fused scale (the step's division by q N) and stddev 0 (scale only, -0 kept): the CPU's bits.
+TEST(CudaGaussianNoise, ScaledNoiseMatchesCpuOnAnAdoptedStream) {
+  SKIP_WITHOUT_GPU();
+  const NoiseKey key{20261202, 3, 1};
+  for (const double stddev : {0.0, 1.5}) {
+    for (NoiseMode mode : {NoiseMode::kStandard, NoiseMode::kSecure}) {
+      std::vector<float> cpu(1001, -0.0f);
+      for (std::size_t i = 0; i < cpu.size(); i += 2) cpu[i] = 0.25f * static_cast<float>(i);
+      const std::vector<float> input = cpu;
+      add_scaled_gaussian_noise<float>(cpu, stddev, key, mode, 5, 0.125f);
+      const std::vector<float> gpu = gpu_noise(input, stddev, key, mode, 5, 0.125f, true);
+      for (std::size_t i = 0; i < cpu.size(); ++i) {
+        ASSERT_NEAR(gpu[i], cpu[i], 1e-6f * (1.0f + std::abs(cpu[i]))) << i;
+        if (stddev == 0.0) {
+          ASSERT_EQ(std::signbit(gpu[i]), std::signbit(cpu[i])) << i;
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaGaussianNoise, RejectsBadArguments) {
+  SKIP_WITHOUT_GPU();
+  cuda::DeviceContext context(0);
+  cuda::DeviceBuffer<float> one(4);
+  float* const d = one.data();
+  EXPECT_THROW(cuda::add_gaussian_noise(context, static_cast<float*>(nullptr), 4, 1.0, NoiseKey{0, 0, 0}),
+               InvalidArgument);
+  EXPECT_THROW(cuda::add_gaussian_noise(context, d, 1, -1.0, NoiseKey{0, 0, 0}), InvalidArgument);
+  EXPECT_THROW(cuda::add_gaussian_noise(context, d, 1, std::nan(""), NoiseKey{0, 0, 0}), InvalidArgument);
+  EXPECT_THROW(cuda::add_gaussian_noise(context, d, 1, 1.0, NoiseKey{0, 0, 0}, static_cast<NoiseMode>(3)),
+               InvalidArgument);
+  EXPECT_THROW(cuda::add_gaussian_noise(context, d, 4, 1.0, NoiseKey{0, 0, 0}, NoiseMode::kStandard,
+                                        (std::uint64_t{1} << 33) - 2),
+               InvalidArgument);
+  EXPECT_THROW(cuda::add_scaled_gaussian_noise(context, d, 4, 1.0, NoiseKey{0, 0, 0}, NoiseMode::kStandard, 0, -1.0f),
+               InvalidArgument);
+  EXPECT_NO_THROW(cuda::add_gaussian_noise(context, static_cast<float*>(nullptr), 0, 1.0, NoiseKey{0, 0, 0}));
 }
 
 }  // namespace

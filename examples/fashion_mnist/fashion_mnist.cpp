@@ -17,17 +17,14 @@
 #include <utility>
 #include <vector>
 
-#include "dpsgd/accounting/accountant.hpp"
+#include "classifier.hpp"
+#include "dpsgd/accounting/calibration.hpp"
 #include "dpsgd/core/atomic_file.hpp"
 #include "dpsgd/core/stop_signal.hpp"
 #include "dpsgd/data/idx.hpp"
-#include "dpsgd/dpsgd.hpp"
-#include "dpsgd/nn/activation.hpp"
-#include "dpsgd/nn/linear.hpp"
-#include "dpsgd/nn/sequential.hpp"
-#include "dpsgd/nn/softmax_cross_entropy.hpp"
-#include "dpsgd/nn/tanh_cnn.hpp"
+#include "dpsgd/optim/optimizer.hpp"
 #include "dpsgd/optim/training_run.hpp"
+#include "dpsgd/sampling/binomial_tail.hpp"
 #include "dpsgd/sampling/gather_batch.hpp"
 #include "svg_plot.hpp"
 
@@ -35,7 +32,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using dpsgd::RowMajorMatrix;
-using Model = dpsgd::nn::Sequential<float>;
+using fashion_mnist::Classifier;
 
 // The settings that define a run (with the data, q, capacity and sigma): a resume with others is refused.
 struct Settings {
@@ -192,8 +189,13 @@ Plan plan_run(const Options& o, std::int64_t n) {
   if (!s.no_privacy) {
     const bool truncated = p.capacity < n;
     p.sigma = o.sigma ? *o.sigma
-                      : dpsgd::calibrate_noise_multiplier(p.q, p.steps, s.epsilon, s.delta, {}, truncated ? n : 0,
-                                                          truncated ? p.capacity : 0);
+                      : dpsgd::calibrate_noise({.sampling_rate = p.q,
+                                                .steps = p.steps,
+                                                .epsilon = s.epsilon,
+                                                .delta = s.delta,
+                                                .dataset_size = truncated ? n : 0,
+                                                .capacity = truncated ? p.capacity : 0})
+                            .noise_multiplier;
   }
   return p;
 }
@@ -211,40 +213,6 @@ dpsgd::TrainingRunConfig run_config(const Options& o, const Plan& p) {
   c.settings = o.s.to_json();
   c.seed = o.seed;
   return c;
-}
-
-void build_model(Model& model, const std::string& kind, std::uint64_t seed) {
-  using namespace dpsgd::nn;
-  if (kind == "cnn") {
-    add_tanh_cnn(model, ImageShape{28, 28, 1}, 10, seed);
-    return;
-  }
-  model.add<Linear<float>>(784, 256, true);
-  model.add<Activation<float>>(ActivationKind::kTanh);
-  model.add<Linear<float>>(256, 10, true);
-  model.finalize(seed);
-}
-
-double accuracy(Model& model, const dpsgd::LabelledImages& data) {
-  std::int64_t correct = 0;
-  const std::int64_t n = data.images.rows();
-  for (std::int64_t begin = 0; begin < n; begin += 1000) {
-    const std::int64_t size = std::min<std::int64_t>(1000, n - begin);
-    const std::vector<std::int32_t> predicted = model.predict(data.images.middleRows(begin, size));
-    for (std::int64_t i = 0; i < size; ++i) correct += predicted[i] == data.labels[static_cast<std::size_t>(begin + i)];
-  }
-  return static_cast<double>(correct) / static_cast<double>(n);
-}
-
-// Mean cross-entropy over the first `count` test images. Held-out data: printing it releases nothing
-// about the training set, unlike the mean loss over private Poisson batches.
-double heldout_loss(Model& model, const dpsgd::LabelledImages& data, std::int64_t count) {
-  const std::int64_t n = std::min<std::int64_t>(count, data.images.rows());
-  const std::vector<std::int32_t> labels(data.labels.begin(), data.labels.begin() + n);
-  const std::vector<std::uint8_t> mask(static_cast<std::size_t>(n), 1);
-  const RowMajorMatrix<float> logits = model.forward(data.images.topRows(n));
-  const auto loss = dpsgd::nn::softmax_cross_entropy<float>(logits, labels, mask);
-  return loss.total_loss / static_cast<double>(std::max<std::int64_t>(1, loss.num_examples));
 }
 
 // Evaluation history in a checkpoint: [[step, accuracy, epsilon or null], ...] (JSON has no inf).
@@ -275,7 +243,7 @@ std::vector<EvalPoint> history_from_json(const nlohmann::json& extra) {
 // The private training loop and what it shows: the run, the model, the data, the history it extends.
 class Trainer {
  public:
-  Trainer(const Options& o, dpsgd::TrainingRun& run, Model& model, const dpsgd::LabelledImages& train,
+  Trainer(const Options& o, dpsgd::TrainingRun& run, Classifier& model, const dpsgd::LabelledImages& train,
           const dpsgd::LabelledImages& test)
       : o_(o), run_(run), model_(model), train_(train), test_(test) {
     history_ = history_from_json(run.restored_extra());
@@ -292,14 +260,7 @@ class Trainer {
     while (!run_.finished() && !stop.requested()) {
       const dpsgd::Batch batch = run_.next_batch();
       dpsgd::gather_batch<float>(batch, train_.images, train_.labels, inputs, labels);
-      const auto loss = dpsgd::nn::softmax_cross_entropy<float>(model_.forward(inputs), labels, batch.mask);
-      model_.backward(loss.logit_grads);
-      std::fill(gradient.begin(), gradient.end(), 0.0f);
-      if (o_.s.no_privacy) {
-        model_.gradient_sum(batch.mask, gradient);
-      } else {
-        model_.clipped_gradient_sum(batch.mask, run_.config().clip, gradient);
-      }
+      model_.batch_gradient(inputs, labels, batch.mask, o_.s.no_privacy ? nullptr : &run_.config().clip, gradient);
       run_.step(model_.parameters(), gradient, batch);
       check_finite();
       const auto done = static_cast<std::int64_t>(run_.next_step());
@@ -310,7 +271,7 @@ class Trainer {
     if (stop.requested()) checkpoint();
   }
 
-  double final_accuracy() { return history_.empty() ? accuracy(model_, test_) : history_.back().accuracy; }
+  double final_accuracy() { return history_.empty() ? model_.accuracy(test_) : history_.back().accuracy; }
   // The PLD epsilon so far: the accountant the run is judged by.
   double epsilon() const {
     return o_.s.no_privacy ? std::numeric_limits<double>::infinity() : run_.epsilon(o_.s.delta);
@@ -342,13 +303,13 @@ class Trainer {
     const double rate = static_cast<double>(done - first_step) / elapsed;
     std::printf("  epoch %6.2f  step %6lld/%lld  held-out loss %.4f  %6.1f steps/s  epsilon %6.3f  %5.0fs left\n",
                 static_cast<double>(done) * run_.config().sampling_rate, static_cast<long long>(done),
-                static_cast<long long>(run_.planned_steps()), heldout_loss(model_, test_, 1000), rate, epsilon(),
+                static_cast<long long>(run_.planned_steps()), model_.heldout_loss(test_, 1000), rate, epsilon(),
                 static_cast<double>(run_.planned_steps() - done) / rate);
     std::fflush(stdout);
   }
 
   void evaluate(std::int64_t done) {
-    history_.push_back({done, accuracy(model_, test_), epsilon()});
+    history_.push_back({done, model_.accuracy(test_), epsilon()});
     std::printf("  test accuracy %.4f at step %lld (epsilon %.3f)\n", history_.back().accuracy,
                 static_cast<long long>(done), history_.back().epsilon);
   }
@@ -357,12 +318,12 @@ class Trainer {
 
   const Options& o_;
   dpsgd::TrainingRun& run_;
-  Model& model_;
+  Classifier& model_;
   const dpsgd::LabelledImages &train_, &test_;
   std::vector<EvalPoint> history_;
 };
 
-void print_start(const Options& o, const dpsgd::TrainingRun& run, const Model& model) {
+void print_start(const Options& o, const dpsgd::TrainingRun& run, const Classifier& model) {
   const dpsgd::DpSgdConfig& c = run.config();
   std::printf("fashion_mnist: %s, %lld parameters, N=%lld, q=%.5f, capacity %lld, %lld steps, sigma=%.4f, C=%g%s\n",
               o.s.model.c_str(), static_cast<long long>(model.num_parameters()), static_cast<long long>(c.dataset_size),
@@ -429,8 +390,7 @@ int run_main(Options& o) {
   const Plan plan = plan_run(o, train.images.rows());
   auto optimizer = std::make_unique<dpsgd::Momentum<float>>(o.s.learning_rate, o.s.momentum);
   dpsgd::TrainingRun run(run_config(o, plan), std::move(optimizer));
-  Model model;
-  build_model(model, o.s.model, run.initialisation_seed());
+  Classifier model(o.s.model, run.initialisation_seed());
   if (!run.restored_parameters().empty()) {
     if (static_cast<std::int64_t>(run.restored_parameters().size()) != model.num_parameters())
       throw dpsgd::FormatError("checkpoint refused: its parameter count differs from the model's");

@@ -10,7 +10,7 @@
 #include <optional>
 #include <random>
 
-#include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/accounting/calibration.hpp"
 #include "dpsgd/core/atomic_file.hpp"
 #include "dpsgd/dpsgd.hpp"
 #include "dpsgd/nn/mlp.hpp"
@@ -134,11 +134,15 @@ dpsgd::TrainingRunConfig run_config(const Options& o) {
   }
   c.capacity = dpsgd::capacity_for_delta_share(c.dataset_size, c.sampling_rate, c.steps, o.epsilon, o.delta).capacity;
   const bool truncated = c.capacity < c.dataset_size;
-  c.noise_multiplier =
-      o.no_privacy ? 0.0
-      : o.sigma    ? *o.sigma
-                   : dpsgd::calibrate_noise_multiplier(c.sampling_rate, c.steps, o.epsilon, o.delta, {},
-                                                    truncated ? c.dataset_size : 0, truncated ? c.capacity : 0);
+  c.noise_multiplier = o.no_privacy ? 0.0
+                       : o.sigma    ? *o.sigma
+                                    : dpsgd::calibrate_noise({.sampling_rate = c.sampling_rate,
+                                                              .steps = c.steps,
+                                                              .epsilon = o.epsilon,
+                                                              .delta = o.delta,
+                                                              .dataset_size = truncated ? c.dataset_size : 0,
+                                                              .capacity = truncated ? c.capacity : 0})
+                                       .noise_multiplier;
   return c;
 }
 

@@ -1,11 +1,9 @@
-// Umbrella header: everything a DP-SGD training loop needs from dpsgd.
+// Umbrella header: everything a DP-SGD training loop needs from dpsgd (the audits, in dpsgd::audit, are apart).
 #pragma once
 
-#include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/accounting/calibration.hpp"
+#include "dpsgd/accounting/epsilon_delta.hpp"
 #include "dpsgd/accounting/privacy_ledger.hpp"
-#include "dpsgd/audit/canary_auditor.hpp"
-#include "dpsgd/audit/gradient_canary_audit.hpp"
-#include "dpsgd/audit/mechanism_audit.hpp"
 #include "dpsgd/clipping/clip_config.hpp"
 #include "dpsgd/clipping/clip_factors.hpp"
 #include "dpsgd/clipping/dense_clipping.hpp"

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/accounting/calibration.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/validate.hpp"
 #include "dpsgd/sampling/binomial_tail.hpp"
@@ -219,9 +219,13 @@ void delta_command(const CommonFlags& flags, std::ostream& out) {
 
 void calibrate_command(const CommonFlags& flags, std::ostream& out) {
   const dpsgd::TrainingPhase phase = checked_phase(flags, false);
-  const dpsgd::NoiseCalibration calibration =
-      dpsgd::calibrate_noise(phase.sampling_rate, phase.steps, flags.epsilon, flags.delta, accountant_options(flags),
-                             phase.dataset_size, phase.capacity);
+  const dpsgd::NoiseCalibration calibration = dpsgd::calibrate_noise({.sampling_rate = phase.sampling_rate,
+                                                                      .steps = phase.steps,
+                                                                      .epsilon = flags.epsilon,
+                                                                      .delta = flags.delta,
+                                                                      .dataset_size = phase.dataset_size,
+                                                                      .capacity = phase.capacity,
+                                                                      .options = accountant_options(flags)});
   const double sigma = calibration.noise_multiplier;
   const dpsgd::AccountingAnswer& answer = calibration.answer;
   nlohmann::json result = base_json(flags, phase.sampling_rate, phase.steps, phase.dataset_size, phase.capacity);
@@ -249,9 +253,14 @@ nlohmann::json plan_row(const Commands& c, std::int64_t dataset, double batch) {
       c.truncation_target ? dpsgd::capacity_for_truncation_probability(dataset, q, *c.truncation_target)
                           : dpsgd::capacity_for_delta_share(dataset, q, steps, c.flags.epsilon, c.flags.delta);
   const std::int64_t cap = std::min<std::int64_t>(capacity.capacity, dataset);
-  const double sigma =
-      dpsgd::calibrate_noise_multiplier(q, steps, c.flags.epsilon, c.flags.delta, accountant_options(c.flags),
-                                        cap < dataset ? dataset : 0, cap < dataset ? cap : 0);
+  const double sigma = dpsgd::calibrate_noise({.sampling_rate = q,
+                                               .steps = steps,
+                                               .epsilon = c.flags.epsilon,
+                                               .delta = c.flags.delta,
+                                               .dataset_size = cap < dataset ? dataset : 0,
+                                               .capacity = cap < dataset ? cap : 0,
+                                               .options = accountant_options(c.flags)})
+                           .noise_multiplier;
   return {{"batch_size", batch},
           {"sampling_rate", q},
           {"steps", steps},

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "dpsgd/accounting/training_phase.hpp"
+
 namespace dpsgd {
 
 // What one DP-SGD step released, as an accountant needs it.
@@ -14,6 +16,9 @@ struct DpStepRecord {
   // For truncated Poisson sampling (fixed capacity); 0 when the batch is not truncated.
   std::int64_t dataset_size = 0;
   std::int64_t capacity = 0;
+
+  // The step as a one-step TrainingPhase: what the ledger appends to its run.
+  TrainingPhase as_phase() const { return TrainingPhase{{sampling_rate, noise_multiplier, 1}, dataset_size, capacity}; }
 };
 
 // Implemented by the accountant (and its persistent ledger). record() is called before the noisy

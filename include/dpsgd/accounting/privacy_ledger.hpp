@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dpsgd/accounting/accountant.hpp"
+#include "dpsgd/accounting/epsilon_delta.hpp"
 #include "dpsgd/accounting/privacy_accountant.hpp"
 #include "dpsgd/core/atomic_file.hpp"
 

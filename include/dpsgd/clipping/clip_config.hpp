@@ -6,7 +6,7 @@
 #include <span>
 #include <vector>
 
-#include "dpsgd/clipping/clip_factor.hpp"
+#include "dpsgd/clipping/clip_method.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/validate.hpp"
 

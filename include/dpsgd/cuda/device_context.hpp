@@ -20,13 +20,19 @@ namespace dpsgd::cuda {
 // or device is missing).
 bool device_available();
 
-// Owns a CUDA stream, a cuBLAS handle bound to it, and a grow-only scratch buffer. Every dpsgd::cuda
-// call that takes a context runs asynchronously on its stream, in call order, unless its comment
-// says it synchronises. One context per host thread: it is not safe to share between threads.
+// A CUDA stream (its own, or one it adopts), a cuBLAS handle bound to it, and a grow-only scratch
+// buffer. Every dpsgd::cuda call takes a context and runs asynchronously on its stream, in call order,
+// unless its comment says it synchronises. One context per host thread: it is not safe to share
+// between threads.
 class DeviceContext {
  public:
-  // Throws CudaError when `device` does not exist or no CUDA driver is present.
+  // Creates and owns a non-blocking stream on `device`. Throws CudaError when `device` does not exist
+  // or no CUDA driver is present.
   explicit DeviceContext(int device = 0);
+  // Runs on `stream`, which the caller owns and must keep alive for the context's lifetime (a
+  // framework's current stream, so that dpsgd's kernels order with the framework's own work;
+  // nullptr is the legacy default stream). `device` is the device the stream belongs to.
+  static DeviceContext on_stream(Stream stream, int device);
   ~DeviceContext();
   DeviceContext(DeviceContext&&) noexcept;
   DeviceContext& operator=(DeviceContext&&) noexcept;
@@ -47,6 +53,7 @@ class DeviceContext {
 
  private:
   struct State;
+  DeviceContext(int device, bool owns_stream, Stream adopted);
   std::unique_ptr<State> state_;
 };
 

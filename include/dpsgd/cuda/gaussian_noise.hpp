@@ -1,11 +1,11 @@
-// dpsgd::cuda::add_gaussian_noise: the GPU twin of dpsgd::add_gaussian_noise, over device memory.
+// dpsgd::cuda::add_gaussian_noise and add_scaled_gaussian_noise: the GPU twins of the CPU noise calls.
 // Plain C++: includes no CUDA header, so host code builds without nvcc.
 #pragma once
 
 #include <cstdint>
 
 #include "dpsgd/cuda/device_context.hpp"
-#include "dpsgd/noise/gaussian_transform.hpp"
+#include "dpsgd/noise/noise_key.hpp"
 
 namespace dpsgd::cuda {
 
@@ -15,28 +15,22 @@ namespace dpsgd::cuda {
 // before the final rounding to the output type).
 //   values: device pointer to `size` elements; no other buffer, so no aliasing rules.
 //   Deterministic: yes (each element is computed by one thread from (key, index) alone).
-//   Asynchronous on `stream`; launch errors are checked and thrown as dpsgd::CudaError.
-// Throws InvalidArgument for a null pointer with size > 0, bad stddev or mode, or a range past the
-// stream's 2^32 Philox blocks.
-void add_gaussian_noise(float* values, std::uint64_t size, double stddev, const NoiseKey& key,
-                        NoiseMode mode = NoiseMode::kStandard, std::uint64_t first_coordinate = 0,
-                        Stream stream = nullptr);
-void add_gaussian_noise(double* values, std::uint64_t size, double stddev, const NoiseKey& key,
-                        NoiseMode mode = NoiseMode::kStandard, std::uint64_t first_coordinate = 0,
-                        Stream stream = nullptr);
+//   Asynchronous on the context's stream, like every dpsgd::cuda call; launch errors are checked and
+//   thrown as dpsgd::CudaError.
+// Throws InvalidArgument for a null pointer with size > 0, and as dpsgd::add_gaussian_noise does
+// (bad stddev or mode, a range past the stream's 2^32 Philox blocks).
+void add_gaussian_noise(DeviceContext& context, float* values, std::uint64_t size, double stddev, const NoiseKey& key,
+                        NoiseMode mode = NoiseMode::kStandard, std::uint64_t first_coordinate = 0);
+void add_gaussian_noise(DeviceContext& context, double* values, std::uint64_t size, double stddev, const NoiseKey& key,
+                        NoiseMode mode = NoiseMode::kStandard, std::uint64_t first_coordinate = 0);
 
-// The same on a context's stream.
-inline void add_gaussian_noise(DeviceContext& context, float* values, std::uint64_t size, double stddev,
-                               const NoiseKey& key, NoiseMode mode = NoiseMode::kStandard,
-                               std::uint64_t first_coordinate = 0) {
-  context.activate();
-  add_gaussian_noise(values, size, stddev, key, mode, first_coordinate, context.stream());
-}
-inline void add_gaussian_noise(DeviceContext& context, double* values, std::uint64_t size, double stddev,
-                               const NoiseKey& key, NoiseMode mode = NoiseMode::kStandard,
-                               std::uint64_t first_coordinate = 0) {
-  context.activate();
-  add_gaussian_noise(values, size, stddev, key, mode, first_coordinate, context.stream());
-}
+// values <- (values + N(0, stddev^2) noise) * scale in one pass, as dpsgd::add_scaled_gaussian_noise:
+// the step's noise and its division by the expected batch size. Same bits as add_gaussian_noise
+// followed by a separate multiply; throws as add_gaussian_noise does, and for a negative or
+// non-finite scale.
+void add_scaled_gaussian_noise(DeviceContext& context, float* values, std::uint64_t size, double stddev,
+                               const NoiseKey& key, NoiseMode mode, std::uint64_t first_coordinate, float scale);
+void add_scaled_gaussian_noise(DeviceContext& context, double* values, std::uint64_t size, double stddev,
+                               const NoiseKey& key, NoiseMode mode, std::uint64_t first_coordinate, double scale);
 
 }  // namespace dpsgd::cuda

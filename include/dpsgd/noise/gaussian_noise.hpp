@@ -10,6 +10,7 @@
 #include "dpsgd/core/detail/vector_ops.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/real_scalar.hpp"
+#include "dpsgd/noise/detail/noise_arguments.hpp"
 #include "dpsgd/noise/detail/noise_kernels.hpp"
 #include "dpsgd/noise/gaussian_transform.hpp"
 
@@ -22,17 +23,8 @@ namespace dpsgd {
 template <RealScalar Scalar>
 void add_scaled_gaussian_noise(std::span<Scalar> values, double stddev, const NoiseKey& key, NoiseMode mode,
                                std::uint64_t first_coordinate, Scalar scale) {
-  DPSGD_CHECK_ARG(std::isfinite(stddev) && stddev >= 0.0, "stddev must be finite and >= 0, got " << stddev);
-  DPSGD_CHECK_ARG(std::isfinite(scale) && scale >= Scalar{0}, "scale must be finite and >= 0, got " << scale);
-  DPSGD_CHECK_ARG(mode == NoiseMode::kStandard || mode == NoiseMode::kSecure,
-                  "mode must be NoiseMode::kStandard or NoiseMode::kSecure, got " << static_cast<int>(mode));
   const std::uint64_t size = values.size();
-  const std::uint64_t max_coordinates =
-      kMaxPhiloxBlocksPerStream * kNormalsPerPhiloxBlock / static_cast<std::uint64_t>(normals_per_coordinate(mode));
-  DPSGD_CHECK_ARG(first_coordinate <= max_coordinates && size <= max_coordinates - first_coordinate,
-                  "coordinates [first_coordinate, first_coordinate + size) = ["
-                      << first_coordinate << ", " << first_coordinate + size << ") exceed the " << max_coordinates
-                      << " coordinates of one noise stream; split the model over several NoiseKey::stream values");
+  detail::check_noise_arguments(size, stddev, mode, first_coordinate, static_cast<double>(scale));
   if (size == 0) return;
   Scalar* data = values.data();
   if (stddev == 0.0) {

@@ -1,5 +1,5 @@
-// Accountant queries over training phases: PLD and RDP side by side, truncation, and verified calibration.
-#include "dpsgd/accounting/accountant.hpp"
+// Verified calibration: RDP brackets the answer, the PLD refines it, epsilon_answer checks it.
+#include "dpsgd/accounting/calibration.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -8,83 +8,21 @@
 #include <numbers>
 #include <optional>
 #include <sstream>
-#include <vector>
+#include <string>
 
 #include "dpsgd/accounting/detail/pld_queries.hpp"
-#include "dpsgd/accounting/detail/rdp_focused.hpp"
-#include "dpsgd/accounting/rdp.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/validate.hpp"
-#include "dpsgd/sampling/binomial_tail.hpp"
 
 namespace dpsgd {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-// Smallest delta the accountant answers for (see PldOptions: below it rounding bounds stop being
-// negligible).
-constexpr double kMinDelta = 1e-300;
 // Largest and smallest noise multipliers calibration searches.
 constexpr double kMaxNoiseMultiplier = 1e6;
 constexpr double kMinNoiseMultiplier = 1e-6;
 // Calibration's first search runs on the PLD's first grid times this (about a sixteenth of the cost).
 constexpr double kCoarsening = 4.0;
-
-std::vector<GaussianPhase> mechanisms(std::span<const TrainingPhase> phases) {
-  DPSGD_CHECK_ARG(!phases.empty(), "phases must hold at least one phase");
-  std::vector<GaussianPhase> result;
-  for (std::size_t k = 0; k < phases.size(); ++k) {
-    validate_training_phase(phases[k], k);
-    result.push_back({phases[k].sampling_rate, phases[k].noise_multiplier, phases[k].steps});
-  }
-  return result;
-}
-
-void validate_kind(AccountantKind kind) {
-  DPSGD_CHECK_ARG(kind == AccountantKind::kPld || kind == AccountantKind::kRdp,
-                  "options.kind must be AccountantKind::kPld or kRdp, got " << static_cast<int>(kind));
-}
-
-void validate_query_delta(double delta) {
-  validate_delta(delta);
-  DPSGD_CHECK_ARG(delta >= kMinDelta, "delta must be in [1e-300, 1), got " << delta);
-}
-
-// (1 + e^eps) eta: what truncation adds to delta at epsilon; +inf where e^eps overflows.
-double truncation_charge(double epsilon, double eta) {
-  if (eta == 0.0) return 0.0;
-  return eta + std::exp(epsilon + std::log(eta));
-}
-
-// The RDP curve, with the series of fractional orders summed only within 1.5 of the order that the
-// chord-only curve's conversion picks (`best_order`); chords elsewhere.
-template <typename BestOrder>
-std::vector<double> rdp_curve_for(const std::vector<GaussianPhase>& base, BestOrder&& best_order) {
-  const double order = best_order(detail::rdp_of_phases_focused(base, 0.0, 0.0));
-  return detail::rdp_of_phases_focused(base, order - 1.5, order + 1.5);
-}
-
-// RDP epsilon with the truncation charge: the smallest eps with (eps, delta - charge(eps)) implied by
-// the RDP curve, by the fixed-point iteration that climbs to it from 0.
-double rdp_epsilon(const std::vector<GaussianPhase>& base, double delta, double eta) {
-  const std::vector<double> curve = rdp_curve_for(base, [&](const std::vector<double>& c) {
-    return rdp_to_epsilon(default_rdp_orders(), c, std::max(delta - 2.0 * eta, 1e-300)).order;
-  });
-  const auto at = [&](double d) { return rdp_to_epsilon(default_rdp_orders(), curve, d).value; };
-  if (eta == 0.0) return at(delta);
-  double eps = 0.0;
-  for (int round = 0; round < 60; ++round) {
-    const double remaining = delta - truncation_charge(eps, eta);
-    if (!(remaining > 0.0)) return kInf;
-    const double next = at(remaining);
-    if (!std::isfinite(next)) return kInf;
-    if (next <= eps) return eps;  // (next, remaining)-DP implies (eps, remaining)-DP
-    eps = next + 1e-12 * (1.0 + next);
-    const double left = delta - truncation_charge(eps, eta);
-    if (left > 0.0 && at(left) <= eps) return eps;
-  }
-  return kInf;
-}
 
 std::string describe(const char* what, double value) {
   std::ostringstream out;
@@ -93,18 +31,9 @@ std::string describe(const char* what, double value) {
   return out.str();
 }
 
-AccountingAnswer truncation_refusal(double eta, double delta, AccountantKind kind) {
-  std::ostringstream note;
-  note.precision(4);
-  note << "truncation probability " << eta << " leaves no room in delta = " << delta
-       << " (the charge (1 + e^eps) eta must stay below delta): raise the capacity";
-  return {kInf, kind, note.str()};
-}
-
 // The epsilon reported for one sigma during calibration: the accountant's answer with `options`.
-double epsilon_at(double q, double sigma, std::int64_t steps, std::int64_t n, std::int64_t capacity, double delta,
-                  const AccountantOptions& options) {
-  const TrainingPhase phase{q, sigma, steps, n, capacity};
+double epsilon_at(TrainingPhase phase, std::int64_t steps, double delta, const AccountantOptions& options) {
+  phase.steps = steps;
   return compute_epsilon(std::span<const TrainingPhase>(&phase, 1), delta, options);
 }
 
@@ -190,8 +119,7 @@ std::optional<PldResult> pld_answer(const TrainingPhase& phase, double delta, co
                                     bool first_grid, double coarsening = 1.0) {
   const double eta = truncation_probability(std::span<const TrainingPhase>(&phase, 1));
   if (eta > 0.0 && delta <= 2.0 * eta) return std::nullopt;
-  const GaussianPhase mechanism{phase.sampling_rate, phase.noise_multiplier, phase.steps};
-  const std::span<const GaussianPhase> mechanisms(&mechanism, 1);
+  const std::span<const GaussianPhase> mechanisms(&phase.mechanism(), 1);
   try {
     PldResult result = first_grid ? detail::pld_epsilon_first_grid(mechanisms, delta, eta, options, coarsening)
                                   : detail::pld_epsilon_with_charge(mechanisms, delta, eta, options);
@@ -208,8 +136,9 @@ double rdp_noise_multiplier(const TrainingPhase& shape, double epsilon, double d
   AccountantOptions rdp = options;
   rdp.kind = AccountantKind::kRdp;
   const auto fits = [&](double sigma) {
-    return epsilon_at(shape.sampling_rate, sigma, shape.steps, shape.dataset_size, shape.capacity, delta, rdp) <=
-           epsilon;
+    TrainingPhase phase = shape;
+    phase.noise_multiplier = sigma;
+    return epsilon_at(phase, shape.steps, delta, rdp) <= epsilon;
   };
   double high = 1.0;
   while (!fits(high)) {
@@ -358,122 +287,54 @@ std::int64_t pld_steps(const TrainingPhase& shape, double epsilon, double delta,
 
 }  // namespace
 
-std::string to_string(AccountantKind kind) { return kind == AccountantKind::kRdp ? "rdp" : "pld"; }
-
-AccountantKind parse_accountant_kind(const std::string& name) {
-  if (name == "pld") return AccountantKind::kPld;
-  if (name == "rdp") return AccountantKind::kRdp;
-  DPSGD_CHECK_ARG(false, "accountant must be \"pld\" or \"rdp\", got \"" << name << "\"");
-  return AccountantKind::kPld;
-}
-
-void validate_training_phase(const TrainingPhase& phase, std::size_t index) {
-  const std::string field = "phases[" + std::to_string(index) + "].";
-  validate_sampling_rate(phase.sampling_rate, field + "sampling_rate");
-  validate_accounted_noise_multiplier(phase.noise_multiplier, field + "noise_multiplier");
-  DPSGD_CHECK_ARG(phase.steps >= 1, "phases[" << index << "].steps must be >= 1, got " << phase.steps);
-  DPSGD_CHECK_ARG((phase.dataset_size == 0) == (phase.capacity == 0),
-                  "phases[" << index
-                            << "]: dataset_size and capacity must both be set for truncation or both be 0, got "
-                            << phase.dataset_size << " and " << phase.capacity);
-  DPSGD_CHECK_ARG(phase.dataset_size >= 0 && phase.capacity >= 0,
-                  "phases[" << index << "]: dataset_size and capacity must be >= 0, got " << phase.dataset_size
-                            << " and " << phase.capacity);
-}
-
-double truncation_probability(std::span<const TrainingPhase> phases) {
-  double eta = 0.0;
-  for (std::size_t k = 0; k < phases.size(); ++k) {
-    validate_training_phase(phases[k], k);
-    if (!phases[k].truncated()) continue;
-    eta += static_cast<double>(phases[k].steps) *
-           binomial_upper_tail(phases[k].dataset_size + 1, phases[k].sampling_rate, phases[k].capacity);
+NoiseCalibration calibrate_noise(const NoiseCalibrationQuery& query) {
+  validate_epsilon(query.epsilon);
+  validate_accounted_delta(query.delta);
+  query.options.validate();
+  TrainingPhase shape{query.sampling_rate, 1.0, query.steps, query.dataset_size, query.capacity};
+  validate_training_phase(shape);
+  const double eta = truncation_probability(std::span<const TrainingPhase>(&shape, 1));
+  DPSGD_CHECK_ARG(eta == 0.0 || query.delta > 2.0 * eta,
+                  "truncation probability " << eta << " (capacity " << query.capacity << " of " << query.dataset_size
+                                            << ") leaves no room in delta = " << query.delta << "; raise the capacity");
+  const double rdp_sigma = rdp_noise_multiplier(shape, query.epsilon, query.delta, query.options);
+  const double sigma = query.options.kind == AccountantKind::kRdp
+                           ? rdp_sigma
+                           : pld_noise_multiplier(shape, query.epsilon, query.delta, query.options, rdp_sigma);
+  // The searches accept only sigmas whose answers bound epsilon_answer's; check the promise itself.
+  shape.noise_multiplier = sigma;
+  const AccountingAnswer answer = epsilon_answer(std::span<const TrainingPhase>(&shape, 1), query.delta, query.options);
+  if (!(answer.value <= query.epsilon)) {
+    throw Error("dpsgd::calibrate_noise: noise multiplier " + describe("", sigma) + " gives epsilon " +
+                describe("", answer.value) + " above the target " + describe("", query.epsilon) +
+                describe(" at delta = ", query.delta) + "; please report this");
   }
-  return std::min(eta, 1.0);
+  return {sigma, answer};
 }
 
-AccountingAnswer epsilon_answer(std::span<const TrainingPhase> phases, double delta, const AccountantOptions& options) {
-  validate_query_delta(delta);
-  validate_kind(options.kind);
-  options.pld.validate();
-  const std::vector<GaussianPhase> base = mechanisms(phases);
-  const double eta = truncation_probability(phases);
-  if (eta > 0.0 && delta <= 2.0 * eta) return truncation_refusal(eta, delta, options.kind);
-  const double rdp = rdp_epsilon(base, delta, eta);
-  if (options.kind == AccountantKind::kRdp) return {rdp, AccountantKind::kRdp, ""};
-  PldResult pld;
-  try {
-    pld = detail::pld_epsilon_with_charge(base, delta, eta, options.pld);
-  } catch (const std::exception& e) {
-    // Arguments were validated above: anything thrown here is a limit of the PLD (a grid that cannot
-    // fit, a count beyond its range). The RDP bound is sound on its own.
-    return {rdp, AccountantKind::kRdp,
-            std::string("the PLD could not answer (") + e.what() + "); reporting the RDP bound"};
-  }
-  if (pld.value <= rdp) return {pld.value, AccountantKind::kPld, pld.note};
-  std::string note = "the RDP bound is tighter here";
-  if (!pld.note.empty()) note += " (PLD: " + pld.note + ")";
-  return {rdp, AccountantKind::kRdp, note};
-}
-
-double compute_epsilon(std::span<const TrainingPhase> phases, double delta, const AccountantOptions& options) {
-  return epsilon_answer(phases, delta, options).value;
-}
-
-AccountingAnswer delta_answer(std::span<const TrainingPhase> phases, double epsilon, const AccountantOptions& options) {
-  validate_epsilon(epsilon);
-  validate_kind(options.kind);
-  options.pld.validate();
-  const std::vector<GaussianPhase> base = mechanisms(phases);
-  const double charge = truncation_charge(epsilon, truncation_probability(phases));
-  const std::vector<double> curve = rdp_curve_for(
-      base, [&](const std::vector<double>& c) { return rdp_to_delta(default_rdp_orders(), c, epsilon).order; });
-  const double rdp = rdp_to_delta(default_rdp_orders(), curve, epsilon).value;
-  const auto with_charge = [&](double d) { return std::min(1.0, d + charge); };
-  if (options.kind == AccountantKind::kRdp) return {with_charge(rdp), AccountantKind::kRdp, ""};
-  PldResult pld;
-  try {
-    pld = pld_delta(base, epsilon, options.pld);
-  } catch (const std::exception& e) {
-    return {with_charge(rdp), AccountantKind::kRdp,
-            std::string("the PLD could not answer (") + e.what() + "); reporting the RDP bound"};
-  }
-  if (pld.value <= rdp) return {with_charge(pld.value), AccountantKind::kPld, pld.note};
-  std::string note = "the RDP bound is tighter here";
-  if (!pld.note.empty()) note += " (PLD: " + pld.note + ")";
-  return {with_charge(rdp), AccountantKind::kRdp, note};
-}
-
-double compute_delta(std::span<const TrainingPhase> phases, double epsilon, const AccountantOptions& options) {
-  return delta_answer(phases, epsilon, options).value;
+std::int64_t calibrate_steps(const StepCalibrationQuery& query) {
+  validate_epsilon(query.epsilon);
+  validate_accounted_delta(query.delta);
+  query.options.validate();
+  DPSGD_CHECK_ARG(query.max_steps >= 1, "max_steps must be >= 1, got " << query.max_steps);
+  const TrainingPhase shape{query.sampling_rate, query.noise_multiplier, 1, query.dataset_size, query.capacity};
+  validate_training_phase(shape);
+  const auto fits = [&](std::int64_t steps, const AccountantOptions& o) {
+    return epsilon_at(shape, steps, query.delta, o) <= query.epsilon;
+  };
+  if (!fits(1, query.options)) return 0;
+  // RDP (microseconds a query) brackets from below: an RDP-feasible count fits every accountant.
+  AccountantOptions rdp = query.options;
+  rdp.kind = AccountantKind::kRdp;
+  const std::int64_t rdp_steps =
+      fits(1, rdp) ? largest_fitting(1, query.max_steps, [&](std::int64_t t) { return fits(t, rdp); }) : 1;
+  if (query.options.kind == AccountantKind::kRdp || rdp_steps == query.max_steps) return rdp_steps;
+  return pld_steps(shape, query.epsilon, query.delta, query.options, rdp_steps, query.max_steps);
 }
 
 NoiseCalibration calibrate_noise(double sampling_rate, std::int64_t steps, double epsilon, double delta,
                                  const AccountantOptions& options, std::int64_t dataset_size, std::int64_t capacity) {
-  validate_epsilon(epsilon);
-  validate_query_delta(delta);
-  validate_kind(options.kind);
-  options.pld.validate();
-  const TrainingPhase shape{sampling_rate, 1.0, steps, dataset_size, capacity};
-  validate_training_phase(shape);
-  const double eta = truncation_probability(std::span<const TrainingPhase>(&shape, 1));
-  DPSGD_CHECK_ARG(eta == 0.0 || delta > 2.0 * eta,
-                  "truncation probability " << eta << " (capacity " << capacity << " of " << dataset_size
-                                            << ") leaves no room in delta = " << delta << "; raise the capacity");
-  const double rdp_sigma = rdp_noise_multiplier(shape, epsilon, delta, options);
-  const double sigma = options.kind == AccountantKind::kRdp
-                           ? rdp_sigma
-                           : pld_noise_multiplier(shape, epsilon, delta, options, rdp_sigma);
-  // The searches accept only sigmas whose answers bound epsilon_answer's; check the promise itself.
-  TrainingPhase phase = shape;
-  phase.noise_multiplier = sigma;
-  const AccountingAnswer answer = epsilon_answer(std::span<const TrainingPhase>(&phase, 1), delta, options);
-  if (!(answer.value <= epsilon)) {
-    throw Error("dpsgd::calibrate_noise: noise multiplier " + describe("", sigma) + " gives epsilon " +
-                describe("", answer.value) + " above the target " + describe("", epsilon) +
-                describe(" at delta = ", delta) + "; please report this");
-  }
-  return {sigma, answer};
+  return calibrate_noise(NoiseCalibrationQuery{sampling_rate, steps, epsilon, delta, dataset_size, capacity, options});
 }
 
 double calibrate_noise_multiplier(double sampling_rate, std::int64_t steps, double epsilon, double delta,
@@ -484,24 +345,8 @@ double calibrate_noise_multiplier(double sampling_rate, std::int64_t steps, doub
 std::int64_t calibrate_steps(double sampling_rate, double noise_multiplier, double epsilon, double delta,
                              const AccountantOptions& options, std::int64_t max_steps, std::int64_t dataset_size,
                              std::int64_t capacity) {
-  validate_epsilon(epsilon);
-  validate_query_delta(delta);
-  validate_kind(options.kind);
-  options.pld.validate();
-  DPSGD_CHECK_ARG(max_steps >= 1, "max_steps must be >= 1, got " << max_steps);
-  const TrainingPhase shape{sampling_rate, noise_multiplier, 1, dataset_size, capacity};
-  validate_training_phase(shape);
-  const auto fits = [&](std::int64_t steps, const AccountantOptions& o) {
-    return epsilon_at(sampling_rate, noise_multiplier, steps, dataset_size, capacity, delta, o) <= epsilon;
-  };
-  if (!fits(1, options)) return 0;
-  // RDP (microseconds a query) brackets from below: an RDP-feasible count fits every accountant.
-  AccountantOptions rdp = options;
-  rdp.kind = AccountantKind::kRdp;
-  const std::int64_t rdp_steps =
-      fits(1, rdp) ? largest_fitting(1, max_steps, [&](std::int64_t t) { return fits(t, rdp); }) : 1;
-  if (options.kind == AccountantKind::kRdp || rdp_steps == max_steps) return rdp_steps;
-  return pld_steps(shape, epsilon, delta, options, rdp_steps, max_steps);
+  return calibrate_steps(StepCalibrationQuery{sampling_rate, noise_multiplier, epsilon, delta, max_steps, dataset_size,
+                                              capacity, options});
 }
 
 }  // namespace dpsgd
