@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages dpsgd needs to build, test and run its examples; a quick no-op when
 # all are present. Everything comes from Debian's archive: nothing is fetched at build time.
+# Usage: install-deps.sh          what the library, its tests and the main job need
+#        install-deps.sh --all    also the optional components' dependencies (LibTorch: about 165
+#                                 packages), for the test command that builds everything
 set -euo pipefail
 
 packages=(
@@ -16,6 +19,11 @@ packages=(
   clang-format                   # formatting check in CI
   dataset-fashion-mnist          # the Fashion-MNIST IDX files of the main example
 )
+case "${1:-}" in
+  --all) packages+=(libtorch-dev) ;;  # LibTorch (CPU): the dpsgd::torch component
+  "") ;;
+  *) echo "install-deps: unknown option $1 (use --all or nothing)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

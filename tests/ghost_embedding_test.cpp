@@ -104,8 +104,8 @@ TEST(GhostEmbedding, RepeatedTokensAddBeforeTheNorm) {
 
 // What one example adds, in long double, from a zero table.
 template <typename Scalar>
-long double added_norm(const std::vector<std::int32_t>& tokens, const RowMajorMatrix<Scalar>& grads,
-                       std::int64_t vocab, const ClipConfig& config) {
+long double added_norm(const std::vector<std::int32_t>& tokens, const RowMajorMatrix<Scalar>& grads, std::int64_t vocab,
+                       const ClipConfig& config) {
   SquaredNorms norms = SquaredNorms::Zero(1, 1);
   accumulate_embedding_squared_norms<Scalar>(tokens, grads, 1, vocab, norms);
   const ClipFactors f = compute_clip_factors(norms, std::vector<std::uint8_t>{1}, config);

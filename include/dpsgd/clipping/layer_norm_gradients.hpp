@@ -24,15 +24,14 @@ RowMajorMatrix<Scalar> layer_norm_per_example_gradients(const ConstRowsRef<Scala
                                                         bool has_shift = true,
                                                         std::span<const std::uint8_t> position_mask = {}) {
   DPSGD_CHECK_ARG(batch >= 1, "batch must be >= 1, got " << batch);
-  DPSGD_CHECK_ARG(
-      normalized.rows() > 0 && normalized.rows() % batch == 0,
-      "normalized.rows() = " << normalized.rows() << " must be a positive multiple of batch = " << batch);
+  DPSGD_CHECK_ARG(normalized.rows() > 0 && normalized.rows() % batch == 0,
+                  "normalized.rows() = " << normalized.rows() << " must be a positive multiple of batch = " << batch);
   DPSGD_CHECK_ARG(output_grads.rows() == normalized.rows() && output_grads.cols() == normalized.cols(),
                   "output_grads must be " << normalized.rows() << " x " << normalized.cols() << " like normalized, got "
                                           << output_grads.rows() << " x " << output_grads.cols());
-  DPSGD_CHECK_ARG(position_mask.empty() || static_cast<Eigen::Index>(position_mask.size()) == normalized.rows(),
-                  "position_mask must be empty or have " << normalized.rows() << " entries, got "
-                                                         << position_mask.size());
+  DPSGD_CHECK_ARG(
+      position_mask.empty() || static_cast<Eigen::Index>(position_mask.size()) == normalized.rows(),
+      "position_mask must be empty or have " << normalized.rows() << " entries, got " << position_mask.size());
   const Eigen::Index t = normalized.rows() / batch;
   const Eigen::Index d = normalized.cols();
   RowMajorMatrix<Scalar> result = RowMajorMatrix<Scalar>::Zero(batch, has_shift ? 2 * d : d);

@@ -25,9 +25,9 @@ struct EmbeddingShape {
 // Throws InvalidArgument naming the argument that does not fit, and the first unmasked token out of
 // [0, vocab_size) with its index.
 template <typename Scalar>
-EmbeddingShape check_embedding_arguments(std::span<const std::int32_t> tokens,
-                                         const ConstRowsRef<Scalar>& output_grads, std::int64_t batch,
-                                         std::int64_t vocab_size, std::span<const std::uint8_t> position_mask) {
+EmbeddingShape check_embedding_arguments(std::span<const std::int32_t> tokens, const ConstRowsRef<Scalar>& output_grads,
+                                         std::int64_t batch, std::int64_t vocab_size,
+                                         std::span<const std::uint8_t> position_mask) {
   DPSGD_CHECK_ARG(batch >= 1, "batch must be >= 1, got " << batch);
   DPSGD_CHECK_ARG(vocab_size >= 1 && vocab_size <= std::int64_t{std::numeric_limits<std::int32_t>::max()} + 1,
                   "vocab_size must be in [1, 2^31], got " << vocab_size);
@@ -37,9 +37,9 @@ EmbeddingShape check_embedding_arguments(std::span<const std::int32_t> tokens,
   DPSGD_CHECK_ARG(output_grads.rows() == count,
                   "output_grads must have tokens.size() = " << count << " rows, got " << output_grads.rows());
   DPSGD_CHECK_ARG(output_grads.cols() >= 1, "output_grads must have at least one column, got 0");
-  DPSGD_CHECK_ARG(position_mask.empty() || static_cast<std::int64_t>(position_mask.size()) == count,
-                  "position_mask must be empty or have tokens.size() = " << count << " entries, got "
-                                                                         << position_mask.size());
+  DPSGD_CHECK_ARG(
+      position_mask.empty() || static_cast<std::int64_t>(position_mask.size()) == count,
+      "position_mask must be empty or have tokens.size() = " << count << " entries, got " << position_mask.size());
   for (std::int64_t s = 0; s < count; ++s) {
     if (!position_mask.empty() && position_mask[static_cast<std::size_t>(s)] == 0) continue;
     const std::int32_t t = tokens[static_cast<std::size_t>(s)];

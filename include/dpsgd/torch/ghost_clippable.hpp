@@ -1,0 +1,58 @@
+// GhostClippable: what a dpsgd::torch layer records in a forward and backward pass, and gives the optimiser.
+#pragma once
+
+#include <cstdint>
+
+#include <torch/torch.h>
+#include <Eigen/Core>
+
+#include "dpsgd/clipping/clip_factors.hpp"
+
+namespace dpsgd::torch {
+
+// A layer that records, during a training forward pass in private mode, what its per-example
+// gradient norms and clipped gradient sums need (its input, and through a hook its output's
+// gradient) and computes them with dpsgd's clipping code: nothing of the size of its parameters is
+// materialised per example where a ghost route exists. Only trainable parameters (requires_grad)
+// take part: a frozen one gets neither clipping nor noise.
+class GhostClippable {
+ public:
+  virtual ~GhostClippable() = default;
+
+  // squared_norms(i, 0) += squared norm of example i's gradient of this layer's trainable parameters.
+  // `batch` is the first dimension of the layer's input (the batch slots). Throws InvalidArgument if
+  // the layer has trainable parameters but no complete record, or a record of another batch size.
+  virtual void accumulate_squared_norms(std::int64_t batch, SquaredNorms& squared_norms) const = 0;
+  // Sets grad() of each trainable parameter to sum_i factors(i, 0) g_i (allocating it if needed).
+  virtual void write_clipped_gradients(std::int64_t batch, const Eigen::MatrixXd& factors) = 0;
+
+  // Whether the last training passes left a complete record (input and output gradient).
+  bool recorded() const { return input_.defined() && grad_output_.defined(); }
+  // Drops the record (the optimiser does after each step, so it is held for one step only).
+  void clear_record() {
+    input_.reset();
+    grad_output_.reset();
+  }
+  // Private mode: training forward passes record (off by default, so plain LibTorch training costs
+  // nothing extra; PrivateOptimizer turns it on).
+  void set_private(bool on) {
+    private_ = on;
+    if (!on) clear_record();
+  }
+  bool is_private() const { return private_; }
+
+ protected:
+  // Called by forward() with what the layer's rule needs (its input, or its normalised input) and its
+  // output: keeps the first and hooks the second's gradient, when in private mode, training, and the
+  // output takes part in autograd. A second record before clear_record() would silently replace the
+  // first (a layer used twice in one pass, whose norm would miss a use): refused, naming `layer`.
+  void record(const char* layer, bool training, const ::torch::Tensor& input, ::torch::Tensor& output);
+
+  ::torch::Tensor input_;        // what the rule needs from the forward pass (detached)
+  ::torch::Tensor grad_output_;  // the output's gradient from the backward pass (detached)
+
+ private:
+  bool private_ = false;
+};
+
+}  // namespace dpsgd::torch
