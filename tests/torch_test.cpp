@@ -280,6 +280,16 @@ TEST(TorchPrivateOptimizer, RefusesWhatItCannotClip) {
   for (auto& p : mixed[1]->parameters()) p.set_requires_grad(false);
   ::torch::optim::SGD sgd_frozen(trainable(*mixed), ::torch::optim::SGDOptions(0.1));
   EXPECT_NO_THROW(torch::PrivateOptimizer(*mixed, sgd_frozen, run_config("frozen", 1.0)));
+  // Batch normalisation mixes the examples of a batch: refused even with its parameters frozen.
+  ::torch::nn::Sequential normed(torch::Linear(3, 3), ::torch::nn::BatchNorm1d(3));
+  for (auto& p : normed[1]->parameters()) p.set_requires_grad(false);
+  ::torch::optim::SGD sgd_normed(trainable(*normed), ::torch::optim::SGDOptions(0.1));
+  try {
+    torch::PrivateOptimizer optimizer(*normed, sgd_normed, run_config("batchnorm", 1.0));
+    ADD_FAILURE() << "BatchNorm1d was accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("mixes the examples"), std::string::npos) << e.what();
+  }
   // An optimiser over a parameter the model does not train.
   torch::Linear layer(3, 2);
   ::torch::Tensor stray = ::torch::zeros({2}, ::torch::requires_grad());

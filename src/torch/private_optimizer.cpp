@@ -33,6 +33,12 @@ std::span<float> span_of(const ::torch::Tensor& t) {
 std::vector<GhostClippable*> clippable_layers(::torch::nn::Module& model) {
   std::vector<GhostClippable*> layers;
   for (const auto& item : model.named_modules("model")) {
+    // Batch normalisation in training mode makes each example's output depend on the others, so no
+    // per-example gradient bounds what one example changes: refused even when frozen.
+    DPSGD_CHECK_ARG(item.value()->name().find("BatchNorm") == std::string::npos,
+                    "module '" << item.key() << "' (" << item.value()->name()
+                               << ") mixes the examples of a batch, which DP-SGD's per-example clipping cannot bound: "
+                                  "use LayerNorm (dpsgd::torch::LayerNorm) instead");
     if (auto* layer = dynamic_cast<GhostClippable*>(item.value().get())) {
       layers.push_back(layer);
       continue;
