@@ -29,38 +29,22 @@ MODELS = {
     "mlp-wide": [3072, 1024, 1024, 10],
 }
 
-# The PyTorch side, run as `python - <json config>` inside the virtual environment.
-TORCH_WORKER = r'''
-import json, resource, sys, time, warnings
-warnings.filterwarnings("ignore")
-config = json.loads(sys.argv[1])
-import torch
-from torch import nn
-torch.set_num_threads(config["threads"])
-torch.manual_seed(0)
-sizes, batch, variant = config["sizes"], config["batch"], config["variant"]
-layers = []
-for k in range(len(sizes) - 1):
-    layers.append(nn.Linear(sizes[k], sizes[k + 1]))
-    if k + 2 < len(sizes):
-        layers.append(nn.ReLU())
-model = nn.Sequential(*layers)
-x = torch.rand(batch, sizes[0]) * 2 - 1
-y = torch.arange(batch) % sizes[-1]
-optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-criterion = nn.CrossEntropyLoss()
+# The tail of every PyTorch worker (this script's and compare_torch.py's), after it has built `model`,
+# `optimizer`, `criterion`, `x`, `y`, `batch`, `variant` and `config`: Opacus when asked for, then the
+# timed steps and one line of JSON.
+WORKER_PRIVATE = r'''
 if variant != "torch":
     from opacus import PrivacyEngine
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch)
-    engine = PrivacyEngine()
     mode = "hooks" if variant == "opacus-hooks" else "ghost"
-    made = engine.make_private(module=model, optimizer=optimizer, data_loader=loader, criterion=criterion,
-                               noise_multiplier=1.0, max_grad_norm=1.0, poisson_sampling=False,
-                               grad_sample_mode=mode)
+    made = PrivacyEngine().make_private(module=model, optimizer=optimizer, data_loader=loader, criterion=criterion,
+                                        noise_multiplier=1.0, max_grad_norm=1.0, poisson_sampling=False,
+                                        grad_sample_mode=mode)
+    model, optimizer = made[0], made[1]
     if mode == "ghost":
-        model, optimizer, criterion, loader = made
-    else:
-        model, optimizer, loader = made
+        criterion = made[2]
+'''
+WORKER_TIMING = r'''
 times = []
 for step in range(config["warmup"] + config["steps"]):
     start = time.perf_counter()
@@ -85,6 +69,37 @@ print(json.dumps({
                   if part.strip().startswith("BLAS_INFO")), "BLAS_INFO=?"),
 }))
 '''
+
+# The head of every PyTorch worker: the JSON config from argv, threads, seed.
+WORKER_HEAD = r'''
+import json, math, resource, sys, time, warnings
+warnings.filterwarnings("ignore")
+config = json.loads(sys.argv[1])
+import torch
+from torch import nn
+torch.set_num_threads(config["threads"])
+torch.manual_seed(0)
+batch, variant = config["batch"], config["variant"]
+'''
+
+# The MLPs of docs/benchmarks.md: Linear layers of `sizes` with ReLU between them, uniform inputs.
+WORKER_MLP = r'''
+def build_mlp(sizes, batch):
+    layers = []
+    for k in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[k], sizes[k + 1]))
+        if k + 2 < len(sizes):
+            layers.append(nn.ReLU())
+    x = torch.rand(batch, sizes[0]) * 2 - 1
+    y = torch.arange(batch) % sizes[-1]
+    return nn.Sequential(*layers), x, y, nn.CrossEntropyLoss()
+'''
+
+# The PyTorch side, run as `python -c TORCH_WORKER <json config>` inside the virtual environment.
+TORCH_WORKER = WORKER_HEAD + WORKER_MLP + r'''
+model, x, y, criterion = build_mlp(config["sizes"], batch)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+''' + WORKER_PRIVATE + WORKER_TIMING
 
 
 def spin(seconds):

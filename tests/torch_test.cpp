@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dpsgd/core/error.hpp"
+#include "dpsgd/torch/conv2d.hpp"
 #include "dpsgd/torch/embedding.hpp"
 #include "dpsgd/torch/layer_norm.hpp"
 #include "dpsgd/torch/linear.hpp"
@@ -81,12 +82,15 @@ std::vector<torch::GhostClippable*> layers_of(::torch::nn::Module& model) {
 
 // The reference: for each real example alone, autograd's gradient of its loss, clipped to C as one
 // vector over all trainable parameters, summed in double.
+// `norms`, if given, receives each slot's gradient norm (0 for padding).
 template <typename Loss>
 std::vector<::torch::Tensor> brute_force_clipped_sum(::torch::nn::Module& model, const std::vector<std::uint8_t>& mask,
-                                                     double clip, Loss&& example_loss) {
+                                                     double clip, Loss&& example_loss,
+                                                     std::vector<double>* norms = nullptr) {
   const std::vector<::torch::Tensor> params = trainable(model);
   std::vector<::torch::Tensor> sums;
   for (const auto& p : params) sums.push_back(::torch::zeros_like(p, ::torch::kFloat64));
+  if (norms != nullptr) norms->assign(mask.size(), 0.0);
   for (std::size_t i = 0; i < mask.size(); ++i) {
     if (mask[i] == 0) continue;
     const std::vector<::torch::Tensor> grads =
@@ -96,6 +100,7 @@ std::vector<::torch::Tensor> brute_force_clipped_sum(::torch::nn::Module& model,
       if (g.defined()) squared += g.to(::torch::kFloat64).pow(2).sum().item<double>();
     }
     const double factor = std::min(1.0, clip / std::sqrt(squared));
+    if (norms != nullptr) (*norms)[i] = std::sqrt(squared);
     for (std::size_t k = 0; k < grads.size(); ++k) {
       if (grads[k].defined()) sums[k] += factor * grads[k].to(::torch::kFloat64);
     }
@@ -105,12 +110,17 @@ std::vector<::torch::Tensor> brute_force_clipped_sum(::torch::nn::Module& model,
 
 // dpsgd::torch's clipped sums for the batch loss, through the layers' records.
 std::vector<::torch::Tensor> ghost_clipped_sum(::torch::nn::Module& model, const std::vector<std::uint8_t>& mask,
-                                               double clip, const ::torch::Tensor& batch_loss) {
+                                               double clip, const ::torch::Tensor& batch_loss,
+                                               std::vector<double>* norms = nullptr) {
   batch_loss.backward();
   const auto batch = static_cast<std::int64_t>(mask.size());
-  SquaredNorms norms = SquaredNorms::Zero(batch, 1);
-  for (auto* layer : layers_of(model)) layer->accumulate_squared_norms(batch, norms);
-  const ClipFactors f = compute_clip_factors(norms, mask, ClipConfig::flat(clip));
+  SquaredNorms squared_norms = SquaredNorms::Zero(batch, 1);
+  for (auto* layer : layers_of(model)) layer->accumulate_squared_norms(batch, squared_norms);
+  if (norms != nullptr) {
+    norms->clear();
+    for (std::int64_t i = 0; i < batch; ++i) norms->push_back(std::sqrt(squared_norms(i, 0)));
+  }
+  const ClipFactors f = compute_clip_factors(squared_norms, mask, ClipConfig::flat(clip));
   for (auto* layer : layers_of(model)) layer->write_clipped_gradients(batch, f.factors);
   std::vector<::torch::Tensor> result;
   for (const auto& p : trainable(model)) result.push_back(p.grad().to(::torch::kFloat64));
@@ -122,13 +132,14 @@ void set_private(::torch::nn::Module& model, bool on) {
   for (auto* layer : layers_of(model)) layer->set_private(on);
 }
 
-void expect_close(const std::vector<::torch::Tensor>& got, const std::vector<::torch::Tensor>& want) {
+void expect_close(const std::vector<::torch::Tensor>& got, const std::vector<::torch::Tensor>& want,
+                  double tolerance = 1e-5) {
   ASSERT_EQ(got.size(), want.size());
   double scale = 0.0;
   for (const auto& w : want) scale = std::max(scale, w.abs().max().item<double>());
   ASSERT_GT(scale, 0.0);
   for (std::size_t k = 0; k < got.size(); ++k) {
-    EXPECT_LE((got[k] - want[k]).abs().max().item<double>() / scale, 1e-5) << "parameter " << k;
+    EXPECT_LE((got[k] - want[k]).abs().max().item<double>() / scale, tolerance) << "parameter " << k;
   }
 }
 
@@ -182,6 +193,92 @@ TEST(TorchLayers, LayerNormMatchesPerExampleAutograd) {
   layer->set_private(true);
   const auto ghost = ghost_clipped_sum(*layer, mask, 0.3, loss_of(x));
   expect_close(ghost, reference);
+}
+
+// For layers whose examples sum over many positions (convolutions): the norms dpsgd clips by are upper
+// bounds that include the float rounding of what is added (docs/privacy.md), so an example above the
+// clip norm is scaled by up to ~1e-4 less than exact arithmetic would. Hence three checks: the norms
+// bound the autograd ones from above and stay within 1e-4 of them; without clipping (C = 1e6) the sums
+// equal autograd's to 1e-5; with clipping, to 1e-4.
+template <typename ExampleLoss, typename BatchLoss>
+void expect_matches_autograd(::torch::nn::Module& model, const std::vector<std::uint8_t>& mask, double clip,
+                             ExampleLoss&& example_loss, BatchLoss&& batch_loss) {
+  std::vector<double> exact, bound;
+  for (const double c : {1e6, clip}) {
+    set_private(model, false);
+    const auto reference = brute_force_clipped_sum(model, mask, c, example_loss, &exact);
+    set_private(model, true);
+    const auto ghost = ghost_clipped_sum(model, mask, c, batch_loss(), &bound);
+    expect_close(ghost, reference, c == clip ? 1e-4 : 1e-5);
+  }
+  for (std::size_t i = 0; i < mask.size(); ++i) {
+    if (mask[i] == 0) continue;
+    EXPECT_GE(bound[i], exact[i] * (1.0 - 1e-6)) << "slot " << i;
+    EXPECT_LE(bound[i], exact[i] * (1.0 + 1e-4)) << "slot " << i;
+  }
+  set_private(model, false);
+}
+
+// Every option the layer accepts: stride, numeric and "same"/"valid" padding, dilation, with and without
+// bias, rectangular kernels; then bias-only (the weight frozen, DP-BiTFiT).
+TEST(TorchLayers, Conv2dMatchesPerExampleAutograd) {
+  ::torch::manual_seed(8);
+  std::vector<::torch::nn::Conv2dOptions> cases{
+      ::torch::nn::Conv2dOptions(2, 3, 3),
+      ::torch::nn::Conv2dOptions(2, 3, 4).stride(2).padding(1).bias(false),
+      ::torch::nn::Conv2dOptions(2, 3, {3, 2}).stride({1, 2}).padding({2, 0}).dilation({2, 1}),
+      ::torch::nn::Conv2dOptions(2, 3, 3).padding(::torch::kSame),
+      ::torch::nn::Conv2dOptions(2, 3, 5).padding(::torch::kValid).stride(3),
+  };
+  const ::torch::Tensor x = ::torch::randn({4, 2, 9, 8});
+  const std::vector<std::uint8_t> mask{1, 1, 0, 1};
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    for (const bool bias_only : {false, true}) {
+      SCOPED_TRACE("case " + std::to_string(c) + (bias_only ? ", bias only" : ""));
+      torch::Conv2d layer(cases[c]);
+      if (bias_only && !layer->bias.defined()) continue;
+      if (bias_only) layer->weight.set_requires_grad(false);
+      const auto loss_of = [&](const ::torch::Tensor& input) { return ::torch::tanh(layer(input)).pow(2).sum(); };
+      ::torch::nn::Conv2d plain(cases[c]);
+      EXPECT_EQ(plain->weight.sizes(), layer->weight.sizes());  // a change of type, same parameters
+      expect_matches_autograd(
+          *layer, mask, 0.7, [&](std::int64_t i) { return loss_of(x.slice(0, i, i + 1)); }, [&] { return loss_of(x); });
+    }
+  }
+}
+
+// The native example's tanh CNN in LibTorch: convolutions, max pooling, a linear head.
+TEST(TorchLayers, SmallCnnMatchesPerExampleAutograd) {
+  ::torch::manual_seed(9);
+  torch::Conv2d conv1(::torch::nn::Conv2dOptions(1, 4, 8).stride(2).padding(3));
+  torch::Conv2d conv2(::torch::nn::Conv2dOptions(4, 6, 4).stride(2));
+  torch::Linear head(6 * 4 * 4, 3);
+  ::torch::nn::Sequential model(
+      conv1, ::torch::nn::Functional(::torch::tanh), ::torch::nn::MaxPool2d(::torch::nn::MaxPool2dOptions(2).stride(1)),
+      conv2, ::torch::nn::Functional(::torch::tanh), ::torch::nn::MaxPool2d(::torch::nn::MaxPool2dOptions(2).stride(1)),
+      ::torch::nn::Flatten(), head);
+  const ::torch::Tensor x = ::torch::randn({5, 1, 28, 28});
+  const ::torch::Tensor y = ::torch::tensor({0, 2, 1, 1, 0}, ::torch::kInt64);
+  const std::vector<std::uint8_t> mask{1, 0, 1, 1, 1};
+  const auto loss_of = [&](const ::torch::Tensor& input, const ::torch::Tensor& labels) {
+    return F::cross_entropy(model->forward(input), labels, F::CrossEntropyFuncOptions().reduction(::torch::kSum));
+  };
+  expect_matches_autograd(
+      *model, mask, 0.1, [&](std::int64_t i) { return loss_of(x.slice(0, i, i + 1), y.slice(0, i, i + 1)); },
+      [&] { return loss_of(x, y); });
+}
+
+TEST(TorchLayers, Conv2dRefusesWhatItCannotClip) {
+  EXPECT_THROW(torch::Conv2d(::torch::nn::Conv2dOptions(2, 4, 3).groups(2)), InvalidArgument);
+  EXPECT_THROW(torch::Conv2d(::torch::nn::Conv2dOptions(2, 4, 3).padding(1).padding_mode(::torch::kReflect)),
+               InvalidArgument);
+  EXPECT_THROW(torch::Conv2d(::torch::nn::Conv2dOptions(2, 4, 4).padding(::torch::kSame)), InvalidArgument);
+  // A record whose batch is not the capacity asked for.
+  torch::Conv2d layer(1, 2, 3);
+  layer->set_private(true);
+  layer(::torch::randn({3, 1, 5, 5})).sum().backward();
+  SquaredNorms norms = SquaredNorms::Zero(4, 1);
+  EXPECT_THROW(layer->accumulate_squared_norms(4, norms), InvalidArgument);
 }
 
 // The composite model, all parameters trainable, then bias-only (DP-BiTFiT: every weight frozen).
@@ -263,6 +360,105 @@ TEST(TorchPrivateOptimizer, OneStepIsTheClippedSumOverTheExpectedBatch) {
     }
     std::filesystem::remove_all(dir);
   }
+}
+
+// A run checkpointed after two Adam steps and resumed from a copy of its directory takes the third step
+// exactly as the uninterrupted run did: parameters and Adam's moments are restored. The control: the
+// same resume with the restored moments thrown away lands elsewhere.
+TEST(TorchPrivateOptimizer, ResumeRestoresTheWrappedOptimizersState) {
+  const auto make_model = [] {
+    ::torch::manual_seed(10);
+    return torch::Linear(4, 3);
+  };
+  const ::torch::Tensor data = ::torch::randn({40, 4});
+  const auto pass = [&](torch::Linear& model, const Batch& batch) {
+    ::torch::tanh(model(torch::gather_rows(data, batch))).pow(2).sum().backward();
+  };
+  TrainingRunConfig config = run_config("adam", 0.5);
+  const std::string copy = config.directory + "_copy", control = config.directory + "_control";
+  ::torch::Tensor uninterrupted;
+  {
+    torch::Linear model = make_model();
+    ::torch::optim::Adam adam(model->parameters(), ::torch::optim::AdamOptions(0.05));
+    torch::PrivateOptimizer optimizer(*model, adam, config);
+    for (int k = 0; k < 2; ++k) {
+      const Batch batch = optimizer.next_batch();
+      pass(model, batch);
+      optimizer.step(batch);
+    }
+    optimizer.checkpoint();
+    std::filesystem::copy(config.directory, copy);
+    std::filesystem::copy(config.directory, control);
+    const Batch batch = optimizer.next_batch();
+    pass(model, batch);
+    optimizer.step(batch);
+    uninterrupted = model->weight.detach().clone();
+  }
+  for (const bool keep_state : {true, false}) {
+    torch::Linear model = make_model();
+    ::torch::optim::Adam adam(model->parameters(), ::torch::optim::AdamOptions(0.05));
+    TrainingRunConfig resumed = config;
+    resumed.directory = keep_state ? copy : control;
+    resumed.start = TrainingRunConfig::Start::kResume;
+    resumed.seed.reset();
+    torch::PrivateOptimizer optimizer(*model, adam, resumed);
+    ASSERT_EQ(optimizer.run().next_step(), 2u);
+    if (!keep_state) adam.state().clear();
+    const Batch batch = optimizer.next_batch();
+    pass(model, batch);
+    optimizer.step(batch);
+    const double difference = (model->weight - uninterrupted).abs().max().item<double>();
+    if (keep_state) {
+      EXPECT_EQ(difference, 0.0);
+    } else {
+      EXPECT_GT(difference, 1e-4);
+    }
+  }
+  // A checkpoint whose optimiser state file is gone is refused, not resumed with fresh moments.
+  for (const auto& entry : std::filesystem::directory_iterator(copy)) {
+    if (entry.path().extension() == ".pt") std::filesystem::remove(entry.path());
+  }
+  torch::Linear model = make_model();
+  ::torch::optim::Adam adam(model->parameters(), ::torch::optim::AdamOptions(0.05));
+  TrainingRunConfig resumed = config;
+  resumed.directory = copy;
+  resumed.start = TrainingRunConfig::Start::kResume;
+  resumed.seed.reset();
+  EXPECT_THROW(torch::PrivateOptimizer(*model, adam, resumed), FormatError);
+  for (const auto& dir : {config.directory, copy, control}) std::filesystem::remove_all(dir);
+}
+
+// A torch::data dataset over two tensors, as a user's own dataset would be.
+class TensorPairs : public ::torch::data::datasets::Dataset<TensorPairs> {
+ public:
+  TensorPairs(::torch::Tensor x, ::torch::Tensor y) : x_(std::move(x)), y_(std::move(y)) {}
+  ::torch::data::Example<> get(std::size_t index) override {
+    return {x_[static_cast<std::int64_t>(index)], y_[static_cast<std::int64_t>(index)]};
+  }
+  ::torch::optional<std::size_t> size() const override { return static_cast<std::size_t>(x_.size(0)); }
+
+ private:
+  ::torch::Tensor x_, y_;
+};
+
+// Batches from a dataset hold the same slots as gather_rows over its tensors (padding zeros); a
+// dataset of another size than the batch's is refused.
+TEST(TorchBatches, DatasetSlotsMatchTensorRows) {
+  ::torch::manual_seed(11);
+  const ::torch::Tensor x = ::torch::randn({40, 2, 3});
+  const ::torch::Tensor y = ::torch::randint(0, 5, {40}, ::torch::kInt64);
+  TensorPairs dataset(x, y);
+  torch::Linear layer(3, 2);
+  ::torch::optim::SGD sgd(layer->parameters(), ::torch::optim::SGDOptions(0.1));
+  torch::PrivateOptimizer optimizer(*layer, sgd, run_config("dataset", 1.0));
+  const Batch batch = optimizer.next_batch();
+  ASSERT_LT(batch.real_size, batch.capacity());  // padding present, so zero slots are checked
+  const ::torch::data::Example<> gathered = torch::gather_examples(dataset, batch);
+  EXPECT_TRUE(::torch::equal(gathered.data, torch::gather_rows(x, batch)));
+  EXPECT_TRUE(::torch::equal(gathered.target, torch::gather_rows(y, batch)));
+  TensorPairs smaller(x.slice(0, 0, 30), y.slice(0, 0, 30));
+  EXPECT_THROW(torch::gather_examples(smaller, batch), InvalidArgument);
+  std::filesystem::remove_all(optimizer.run().directory());
 }
 
 TEST(TorchPrivateOptimizer, RefusesWhatItCannotClip) {

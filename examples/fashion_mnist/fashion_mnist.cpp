@@ -18,13 +18,13 @@
 #include <vector>
 
 #include "classifier.hpp"
-#include "dpsgd/accounting/calibration.hpp"
+#include "command_line.hpp"
 #include "dpsgd/core/atomic_file.hpp"
 #include "dpsgd/core/stop_signal.hpp"
 #include "dpsgd/data/idx.hpp"
 #include "dpsgd/optim/optimizer.hpp"
+#include "dpsgd/optim/run_plan.hpp"
 #include "dpsgd/optim/training_run.hpp"
-#include "dpsgd/sampling/binomial_tail.hpp"
 #include "dpsgd/sampling/gather_batch.hpp"
 #include "svg_plot.hpp"
 
@@ -60,12 +60,6 @@ struct Options {
   std::optional<std::uint64_t> seed;
   std::optional<double> sigma;
   bool resume = false;
-};
-
-// The mechanism of the run: new runs calibrate it, resumed runs keep their own.
-struct Plan {
-  std::int64_t n = 0, steps = 0, capacity = 0;
-  double q = 0.0, sigma = 0.0;
 };
 
 struct EvalPoint {
@@ -104,19 +98,7 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
                  "the run's directory: definition, ledger, secret seed, checkpoint (default: a new one under runs/)");
   app.add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints")->check(CLI::PositiveNumber);
   app.add_flag("--resume", o.resume, "continue the run in --run-dir (or start it there if it holds none)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
-  }
-  if (o.resume && o.run_dir.empty()) {
-    std::cerr << "error: --resume needs --run-dir\n";
-    return 2;
-  }
-  return std::nullopt;
+  return dpsgd_example::parse_training_command_line(app, argc, argv, o.resume, o.run_dir);
 }
 
 // Why the run directory cannot be used, or "": checked before any data is read or any work done.
@@ -169,50 +151,24 @@ dpsgd::LabelledImages load(const std::string& dir, const std::string& stem, std:
   return data;
 }
 
-// q, steps, capacity and sigma. A resumed run keeps the noise multiplier and capacity in its run.json
-// (so that only its length can change); a new run calibrates sigma to the target epsilon, with a
-// capacity whose truncation charge is 1% of delta.
-Plan plan_run(const Options& o, std::int64_t n) {
+// The run: a new one calibrates sigma to the target epsilon with the library's capacity rule, a
+// resumed one keeps its own sigma and capacity (dpsgd::plan_run).
+dpsgd::TrainingRunConfig run_config(const Options& o, std::int64_t n) {
   const Settings& s = o.s;
   if (s.batch_size > static_cast<double>(n))
     throw dpsgd::InvalidArgument("--batch-size must be <= the training set size");
-  Plan p;
-  p.n = n;
-  p.q = s.batch_size / static_cast<double>(n);
-  p.steps = static_cast<std::int64_t>(std::ceil(o.epochs / p.q));
-  if (const auto stored = o.resume ? dpsgd::TrainingRun::definition_in(o.run_dir) : std::nullopt) {
-    p.capacity = stored->value("capacity", std::int64_t{0});
-    p.sigma = o.sigma ? *o.sigma : stored->value("noise_multiplier", 0.0);
-    return p;  // TrainingRun refuses the resume if anything else differs
-  }
-  p.capacity = dpsgd::capacity_for_delta_share(n, p.q, p.steps, s.epsilon, s.delta).capacity;
-  if (!s.no_privacy) {
-    const bool truncated = p.capacity < n;
-    p.sigma = o.sigma ? *o.sigma
-                      : dpsgd::calibrate_noise({.sampling_rate = p.q,
-                                                .steps = p.steps,
-                                                .epsilon = s.epsilon,
-                                                .delta = s.delta,
-                                                .dataset_size = truncated ? n : 0,
-                                                .capacity = truncated ? p.capacity : 0})
-                            .noise_multiplier;
-  }
-  return p;
-}
-
-dpsgd::TrainingRunConfig run_config(const Options& o, const Plan& p) {
-  dpsgd::TrainingRunConfig c;
-  c.directory = o.run_dir;
-  c.start = o.resume ? dpsgd::TrainingRunConfig::Start::kResumeOrNew : dpsgd::TrainingRunConfig::Start::kNew;
-  c.dataset_size = p.n;
-  c.sampling_rate = p.q;
-  c.capacity = p.capacity;
-  c.noise_multiplier = p.sigma;
-  c.clip = dpsgd::ClipConfig::flat(o.s.clip_norm);
-  c.steps = p.steps;
-  c.settings = o.s.to_json();
-  c.seed = o.seed;
-  return c;
+  return dpsgd::plan_run({.directory = o.run_dir,
+                          .resume = o.resume,
+                          .dataset_size = n,
+                          .expected_batch_size = s.batch_size,
+                          .epochs = o.epochs,
+                          .clip = dpsgd::ClipConfig::flat(s.clip_norm),
+                          .epsilon = s.epsilon,
+                          .delta = s.delta,
+                          .noise_multiplier = o.sigma,
+                          .no_privacy = s.no_privacy,
+                          .settings = s.to_json(),
+                          .seed = o.seed});
 }
 
 // Evaluation history in a checkpoint: [[step, accuracy, epsilon or null], ...] (JSON has no inf).
@@ -387,9 +343,8 @@ int run_main(Options& o) {
   const auto start = std::chrono::steady_clock::now();
   const dpsgd::LabelledImages train = load(o.s.data_dir, "train", o.s.train_subset);
   const dpsgd::LabelledImages test = load(o.s.data_dir, "t10k", o.test_subset);
-  const Plan plan = plan_run(o, train.images.rows());
   auto optimizer = std::make_unique<dpsgd::Momentum<float>>(o.s.learning_rate, o.s.momentum);
-  dpsgd::TrainingRun run(run_config(o, plan), std::move(optimizer));
+  dpsgd::TrainingRun run(run_config(o, train.images.rows()), std::move(optimizer));
   Classifier model(o.s.model, run.initialisation_seed());
   if (!run.restored_parameters().empty()) {
     if (static_cast<std::int64_t>(run.restored_parameters().size()) != model.num_parameters())

@@ -10,11 +10,12 @@
 #include <optional>
 #include <random>
 
-#include "dpsgd/accounting/calibration.hpp"
+#include "command_line.hpp"
 #include "dpsgd/core/atomic_file.hpp"
 #include "dpsgd/dpsgd.hpp"
 #include "dpsgd/nn/mlp.hpp"
 #include "dpsgd/nn/softmax_cross_entropy.hpp"
+#include "dpsgd/optim/run_plan.hpp"
 #include "dpsgd/optim/training_run.hpp"
 #include "dpsgd/sampling/gather_batch.hpp"
 
@@ -77,16 +78,7 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
   app.add_option("--metrics-out", o.metrics_out, "write final metrics as JSON to this file");
   app.add_option("--min-accuracy", o.min_accuracy, "exit with status 1 if test accuracy ends below this")
       ->check(CLI::Range(0.0, 1.0));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
-  if (o.resume && o.run_dir.empty()) {
-    std::cerr << "error: --resume needs --run-dir\n";
-    return 2;
-  }
-  return std::nullopt;
+  return dpsgd_example::parse_training_command_line(app, argc, argv, o.resume, o.run_dir);
 }
 
 // Classes are Gaussian blobs around random centres; `separation` sets how far apart they sit.
@@ -113,37 +105,23 @@ std::pair<Dataset, Dataset> make_data(const Options& o) {
   return {make_mixture(o.train_size, o, o.data_seed + 1, centres), make_mixture(10000, o, o.data_seed + 2, centres)};
 }
 
-// The run: a resumed one keeps its noise multiplier and capacity; a new one calibrates sigma to the
-// target epsilon with the library's capacity rule (a truncation charge of 1% of delta).
+// The run: a new one calibrates sigma to the target epsilon with the library's capacity rule, a
+// resumed one keeps its own sigma and capacity (dpsgd::plan_run).
 dpsgd::TrainingRunConfig run_config(const Options& o) {
   if (o.batch_size > static_cast<double>(o.train_size))
     throw dpsgd::InvalidArgument("--batch-size must be <= --train-size");
-  dpsgd::TrainingRunConfig c;
-  c.directory = o.run_dir;
-  c.start = o.resume ? dpsgd::TrainingRunConfig::Start::kResumeOrNew : dpsgd::TrainingRunConfig::Start::kNew;
-  c.dataset_size = o.train_size;
-  c.sampling_rate = o.batch_size / static_cast<double>(o.train_size);
-  c.steps = static_cast<std::int64_t>(std::ceil(o.epochs / c.sampling_rate));
-  c.clip = dpsgd::ClipConfig::flat(o.clip_norm);
-  c.settings = o.settings();
-  c.seed = o.seed;
-  if (const auto stored = o.resume ? dpsgd::TrainingRun::definition_in(o.run_dir) : std::nullopt) {
-    c.capacity = stored->value("capacity", std::int64_t{0});
-    c.noise_multiplier = o.sigma ? *o.sigma : stored->value("noise_multiplier", 0.0);
-    return c;
-  }
-  c.capacity = dpsgd::capacity_for_delta_share(c.dataset_size, c.sampling_rate, c.steps, o.epsilon, o.delta).capacity;
-  const bool truncated = c.capacity < c.dataset_size;
-  c.noise_multiplier = o.no_privacy ? 0.0
-                       : o.sigma    ? *o.sigma
-                                    : dpsgd::calibrate_noise({.sampling_rate = c.sampling_rate,
-                                                              .steps = c.steps,
-                                                              .epsilon = o.epsilon,
-                                                              .delta = o.delta,
-                                                              .dataset_size = truncated ? c.dataset_size : 0,
-                                                              .capacity = truncated ? c.capacity : 0})
-                                       .noise_multiplier;
-  return c;
+  return dpsgd::plan_run({.directory = o.run_dir,
+                          .resume = o.resume,
+                          .dataset_size = o.train_size,
+                          .expected_batch_size = o.batch_size,
+                          .epochs = static_cast<double>(o.epochs),
+                          .clip = dpsgd::ClipConfig::flat(o.clip_norm),
+                          .epsilon = o.epsilon,
+                          .delta = o.delta,
+                          .noise_multiplier = o.sigma,
+                          .no_privacy = o.no_privacy,
+                          .settings = o.settings(),
+                          .seed = o.seed});
 }
 
 double accuracy(dpsgd::nn::Mlp<float>& model, const Dataset& data) {

@@ -19,6 +19,7 @@
 #include "dpsgd/optim/checkpoint.hpp"
 #include "dpsgd/optim/dp_sgd.hpp"
 #include "dpsgd/optim/optimizer.hpp"
+#include "dpsgd/optim/run_plan.hpp"
 #include "dpsgd/optim/training_run.hpp"
 #include "dpsgd/sampling/binomial_tail.hpp"
 #include "dpsgd/sampling/gather_batch.hpp"

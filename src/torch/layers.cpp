@@ -9,50 +9,21 @@
 #include "dpsgd/clipping/ghost_linear.hpp"
 #include "dpsgd/clipping/layer_norm_gradients.hpp"
 #include "dpsgd/core/error.hpp"
+#include "dpsgd/torch/conv2d.hpp"
 #include "dpsgd/torch/embedding.hpp"
 #include "dpsgd/torch/layer_norm.hpp"
 #include "dpsgd/torch/linear.hpp"
+#include "input_only_backward.hpp"
+#include "tensor_views.hpp"
 
 namespace dpsgd::torch {
-namespace {
 
-using FloatRows = Eigen::Map<const RowMajorMatrix<float>>;
-using MutableFloatRows = Eigen::Map<RowMajorMatrix<float>>;
-
-// A [rows, cols] float32 CPU view of `t` (contiguous: a copy only when t is not). Its first dimension
-// must be the batch: the rows of example i are then contiguous (a sequence-first [T, B, d] layout
-// would mix examples, and is refused).
-::torch::Tensor as_rows(const ::torch::Tensor& t, std::int64_t batch, std::int64_t cols, const char* layer,
-                        const char* what) {
-  DPSGD_CHECK_ARG(t.defined(), layer << ": no " << what << " was recorded (run a training forward and backward pass "
-                                     << "in private mode before the optimiser's step)");
-  DPSGD_CHECK_ARG(t.dim() >= 1 && t.size(0) == batch, layer << ": the " << what
-                                                            << "'s first dimension must be the batch capacity " << batch
-                                                            << ", got " << t.sizes() << " (inputs are batch-first)");
-  DPSGD_CHECK_ARG(t.scalar_type() == ::torch::kFloat32 && t.device().is_cpu(),
-                  layer << ": " << what << " must be a float32 CPU tensor, got " << t.toString()
-                        << " (CUDA tensors are not supported yet)");
-  return t.reshape({-1, cols}).contiguous();
-}
-
-FloatRows rows_of(const ::torch::Tensor& t) { return {t.data_ptr<float>(), t.size(0), t.size(1)}; }
-
-// p.grad(), zeroed, contiguous and of p's shape.
-::torch::Tensor& zeroed_grad(::torch::Tensor& p) {
-  ::torch::Tensor& grad = p.mutable_grad();
-  if (!grad.defined() || !grad.is_contiguous() || grad.sizes() != p.sizes()) {
-    grad = ::torch::zeros_like(p, ::torch::MemoryFormat::Contiguous);
-  } else {
-    grad.zero_();
-  }
-  return grad;
-}
-
-bool trainable(const ::torch::Tensor& p) { return p.defined() && p.requires_grad(); }
-
-std::span<float> span_of(::torch::Tensor& t) { return {t.data_ptr<float>(), static_cast<std::size_t>(t.numel())}; }
-
-}  // namespace
+using views::as_rows;
+using views::mutable_rows_of;
+using views::rows_of;
+using views::span_of;
+using views::trainable;
+using views::zeroed_grad;
 
 void GhostClippable::record(const char* layer, bool training, const ::torch::Tensor& input, ::torch::Tensor& output) {
   if (!private_ || !training || !output.requires_grad()) return;
@@ -83,9 +54,15 @@ void LinearImpl::reset_parameters() {
   }
 }
 
+// A recorded pass skips autograd's weight gradient (detail::LinearInputOnlyBackward): the optimiser
+// writes the clipped sums instead.
 ::torch::Tensor LinearImpl::forward(const ::torch::Tensor& input) {
-  ::torch::Tensor output = ::torch::nn::functional::linear(input, weight, bias);
-  if (trainable(weight) || trainable(bias)) record("dpsgd::torch::Linear", is_training(), input, output);
+  if (!(trainable(weight) || trainable(bias)) || !private_pass(is_training())) {
+    return ::torch::nn::functional::linear(input, weight, bias);
+  }
+  ::torch::Tensor output = detail::LinearInputOnlyBackward::apply(input, weight);
+  if (bias.defined()) output = output + bias;
+  record("dpsgd::torch::Linear", is_training(), input, output);
   return output;
 }
 
@@ -97,8 +74,8 @@ void LinearImpl::accumulate_squared_norms(std::int64_t batch, SquaredNorms& squa
     const ::torch::Tensor a = as_rows(input_, batch, options.in_features(), "dpsgd::torch::Linear", "input");
     accumulate_linear_squared_norms<float>(rows_of(a), rows_of(g), batch, trainable(bias), squared_norms, 0);
   } else {
-    dpsgd::accumulate_squared_norms<float>(linear_bias_per_example_gradients<float>(rows_of(g), batch), squared_norms,
-                                           0);
+    rows_cache_ = linear_bias_per_example_gradients<float>(rows_of(g), batch);  // reused by the write pass
+    dpsgd::accumulate_squared_norms<float>(rows_cache_, squared_norms, 0);
   }
 }
 
@@ -111,10 +88,10 @@ void LinearImpl::write_clipped_gradients(std::int64_t batch, const Eigen::Matrix
   if (trainable(weight)) {
     const ::torch::Tensor a = as_rows(input_, batch, options.in_features(), "dpsgd::torch::Linear", "input");
     ::torch::Tensor& w = zeroed_grad(weight);
-    MutableFloatRows w_rows(w.data_ptr<float>(), w.size(0), w.size(1));
-    accumulate_linear_clipped_gradient<float>(rows_of(a), rows_of(g), batch, factors, 0, w_rows, bias_grad);
+    accumulate_linear_clipped_gradient<float>(rows_of(a), rows_of(g), batch, factors, 0, mutable_rows_of(w), bias_grad);
   } else {
-    accumulate_clipped_sum<float>(linear_bias_per_example_gradients<float>(rows_of(g), batch), factors, 0, bias_grad);
+    if (rows_cache_.rows() != batch) rows_cache_ = linear_bias_per_example_gradients<float>(rows_of(g), batch);
+    accumulate_clipped_sum<float>(rows_cache_, factors, 0, bias_grad);
   }
 }
 
@@ -173,8 +150,8 @@ void EmbeddingImpl::write_clipped_gradients(std::int64_t batch, const Eigen::Mat
   const ::torch::Tensor g =
       as_rows(grad_output_, batch, options.embedding_dim(), "dpsgd::torch::Embedding", "output gradient");
   ::torch::Tensor& w = zeroed_grad(weight);
-  MutableFloatRows w_rows(w.data_ptr<float>(), w.size(0), w.size(1));
-  accumulate_embedding_clipped_gradient<float>(tokens, rows_of(g), batch, options.num_embeddings(), factors, 0, w_rows);
+  accumulate_embedding_clipped_gradient<float>(tokens, rows_of(g), batch, options.num_embeddings(), factors, 0,
+                                               mutable_rows_of(w));
 }
 
 // --- LayerNorm -----------------------------------------------------------------------------------
@@ -204,13 +181,16 @@ void LayerNormImpl::reset_parameters() {
   ::torch::nn::init::zeros_(bias);
 }
 
+// LibTorch's fused layer_norm computes the output; the normalised input the clipping rule needs is
+// formed (without autograd) only when the pass is recorded.
 ::torch::Tensor LayerNormImpl::forward(const ::torch::Tensor& input) {
-  const ::torch::Tensor mean = input.mean(-1, /*keepdim=*/true);
-  const ::torch::Tensor var = (input - mean).pow(2).mean(-1, /*keepdim=*/true);
-  const ::torch::Tensor normalized = (input - mean) * ::torch::rsqrt(var + options.eps());
-  if (!options.elementwise_affine()) return normalized;
-  ::torch::Tensor output = normalized * weight + bias;
-  if (trainable(weight) || trainable(bias)) record("dpsgd::torch::LayerNorm", is_training(), normalized, output);
+  ::torch::Tensor output = ::torch::layer_norm(input, options.normalized_shape(), weight, bias, options.eps());
+  if ((trainable(weight) || trainable(bias)) && would_record(is_training(), output)) {
+    const ::torch::NoGradGuard no_grad;
+    const ::torch::Tensor mean = input.mean(-1, /*keepdim=*/true);
+    const ::torch::Tensor var = (input - mean).pow(2).mean(-1, /*keepdim=*/true);
+    record("dpsgd::torch::LayerNorm", is_training(), (input - mean) * ::torch::rsqrt(var + options.eps()), output);
+  }
   return output;
 }
 
@@ -232,19 +212,145 @@ RowMajorMatrix<float> layer_norm_rows(const ::torch::Tensor& normalized, const :
 void LayerNormImpl::accumulate_squared_norms(std::int64_t batch, SquaredNorms& squared_norms) const {
   if (!trainable(weight) && !trainable(bias)) return;
   const std::int64_t d = options.normalized_shape()[0];
-  dpsgd::accumulate_squared_norms<float>(
-      layer_norm_rows(input_, grad_output_, d, batch, trainable(weight), trainable(bias)), squared_norms, 0);
+  rows_cache_ = layer_norm_rows(input_, grad_output_, d, batch, trainable(weight), trainable(bias));
+  dpsgd::accumulate_squared_norms<float>(rows_cache_, squared_norms, 0);
 }
 
 void LayerNormImpl::write_clipped_gradients(std::int64_t batch, const Eigen::MatrixXd& factors) {
   if (!trainable(weight) && !trainable(bias)) return;
   const std::int64_t d = options.normalized_shape()[0];
-  const RowMajorMatrix<float> rows =
-      layer_norm_rows(input_, grad_output_, d, batch, trainable(weight), trainable(bias));
+  if (rows_cache_.rows() != batch) {
+    rows_cache_ = layer_norm_rows(input_, grad_output_, d, batch, trainable(weight), trainable(bias));
+  }
   std::vector<float> sum(static_cast<std::size_t>(2 * d), 0.0f);
-  accumulate_clipped_sum<float>(rows, factors, 0, sum);
+  accumulate_clipped_sum<float>(rows_cache_, factors, 0, sum);
   if (trainable(weight)) std::copy(sum.begin(), sum.begin() + d, zeroed_grad(weight).data_ptr<float>());
   if (trainable(bias)) std::copy(sum.begin() + d, sum.end(), zeroed_grad(bias).data_ptr<float>());
+}
+
+// --- Conv2d --------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kConv = "dpsgd::torch::Conv2d";
+
+// options.padding as numbers: "valid" is 0, "same" (stride 1) is d (k - 1) / 2 on each side where that is
+// a whole number (an even d (k - 1) would need asymmetric padding, which im2col here does not do).
+::torch::ExpandingArray<2> resolved_padding(const ::torch::nn::Conv2dOptions& options) {
+  // variant index: 0 numbers, 1 kValid, 2 kSame (c10::variant in LibTorch 1.x, std::variant in 2.x: get
+  // is found by argument-dependent lookup).
+  const auto& padding = options.padding();
+  if (padding.index() == 0) return get<0>(padding);
+  if (padding.index() == 1) return ::torch::ExpandingArray<2>(std::int64_t{0});
+  ::torch::ExpandingArray<2> result(std::int64_t{0});
+  for (std::size_t k = 0; k < 2; ++k) {
+    const std::int64_t span = options.dilation()->at(k) * (options.kernel_size()->at(k) - 1);
+    DPSGD_CHECK_ARG(span % 2 == 0 && options.stride()->at(k) == 1,
+                    kConv << ": padding \"same\" needs stride 1 and an odd dilated kernel, got kernel "
+                          << options.kernel_size() << ", dilation " << options.dilation() << ", stride "
+                          << options.stride());
+    result->at(k) = span / 2;
+  }
+  return result;
+}
+
+}  // namespace
+
+Conv2dImpl::Conv2dImpl(const ::torch::nn::Conv2dOptions& options_) : options(options_) {
+  DPSGD_CHECK_ARG(options.groups() == 1, kConv << ": groups must be 1, got " << options.groups());
+  DPSGD_CHECK_ARG(options.padding_mode().index() == 0,
+                  kConv << ": padding_mode must be zeros (reflect, replicate and circular are not supported)");
+  DPSGD_CHECK_ARG(options.in_channels() >= 1 && options.out_channels() >= 1,
+                  kConv << ": in_channels and out_channels must be >= 1, got " << options.in_channels() << " and "
+                        << options.out_channels());
+  padding_ = resolved_padding(options);
+  reset();
+}
+
+void Conv2dImpl::reset() {
+  const auto& k = options.kernel_size();
+  weight =
+      register_parameter("weight", ::torch::empty({options.out_channels(), options.in_channels(), k->at(0), k->at(1)}));
+  bias = options.bias() ? register_parameter("bias", ::torch::empty(options.out_channels()))
+                        : register_parameter("bias", {}, /*requires_grad=*/false);
+  reset_parameters();
+}
+
+// torch::nn::Conv2d's initialisation: Kaiming-uniform weight with a = sqrt(5), bias U(-1/sqrt(fan_in), +)
+// with fan_in = in_channels kh kw.
+void Conv2dImpl::reset_parameters() {
+  ::torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (bias.defined()) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(weight[0].numel()));
+    ::torch::nn::init::uniform_(bias, -bound, bound);
+  }
+}
+
+// A recorded pass skips autograd's weight gradient (detail::Conv2dInputOnlyBackward), as Linear does.
+::torch::Tensor Conv2dImpl::forward(const ::torch::Tensor& input) {
+  if (!(trainable(weight) || trainable(bias)) || !private_pass(is_training())) {
+    return ::torch::conv2d(input, weight, bias, *options.stride(), *padding_, *options.dilation(), /*groups=*/1);
+  }
+  const auto as_vector = [](const ::torch::ExpandingArray<2>& a) {
+    return std::vector<std::int64_t>(a->begin(), a->end());
+  };
+  ::torch::Tensor output = detail::Conv2dInputOnlyBackward::apply(input, weight, as_vector(options.stride()),
+                                                                  as_vector(padding_), as_vector(options.dilation()));
+  if (bias.defined()) output = output + bias.view({1, -1, 1, 1});
+  record(kConv, is_training(), input, output);
+  return output;
+}
+
+const ::torch::Tensor& Conv2dImpl::patches(std::int64_t batch) const {
+  DPSGD_CHECK_ARG(input_.defined(), kConv << ": no input was recorded (run a training forward and backward pass "
+                                             "in private mode before the optimiser's step)");
+  DPSGD_CHECK_ARG(input_.dim() == 4 && input_.size(0) == batch,
+                  kConv << ": the input must be [batch capacity " << batch << ", C, H, W], got " << input_.sizes());
+  if (tensor_cache_.defined()) return tensor_cache_;  // this record's, unfolded by the norm pass
+  // [B, C kh kw, positions] -> [B, positions, C kh kw]: the column order (channel, row, column) is the
+  // weight's, so weight.view(out, -1) is the Linear layer's matrix.
+  const ::torch::Tensor unfolded =
+      ::torch::nn::functional::unfold(input_, ::torch::nn::functional::UnfoldFuncOptions(options.kernel_size())
+                                                  .dilation(options.dilation())
+                                                  .padding(padding_)
+                                                  .stride(options.stride()));
+  tensor_cache_ = as_rows(unfolded.transpose(1, 2), batch, weight[0].numel(), kConv, "unfolded input");
+  return tensor_cache_;
+}
+
+::torch::Tensor Conv2dImpl::output_gradient_rows(std::int64_t batch) const {
+  DPSGD_CHECK_ARG(!grad_output_.defined() || grad_output_.dim() == 4,
+                  kConv << ": the output gradient must be [B, out, H, W], got " << grad_output_.sizes());
+  const ::torch::Tensor g = grad_output_.defined() ? grad_output_.flatten(2).transpose(1, 2) : grad_output_;
+  return as_rows(g, batch, options.out_channels(), kConv, "output gradient");
+}
+
+void Conv2dImpl::accumulate_squared_norms(std::int64_t batch, SquaredNorms& squared_norms) const {
+  if (!trainable(weight) && !trainable(bias)) return;
+  const ::torch::Tensor g = output_gradient_rows(batch);
+  if (trainable(weight)) {
+    accumulate_linear_squared_norms<float>(rows_of(patches(batch)), rows_of(g), batch, trainable(bias), squared_norms,
+                                           0);
+  } else {
+    rows_cache_ = linear_bias_per_example_gradients<float>(rows_of(g), batch);
+    dpsgd::accumulate_squared_norms<float>(rows_cache_, squared_norms, 0);
+  }
+}
+
+void Conv2dImpl::write_clipped_gradients(std::int64_t batch, const Eigen::MatrixXd& factors) {
+  if (!trainable(weight) && !trainable(bias)) return;
+  const ::torch::Tensor g = output_gradient_rows(batch);
+  std::span<float> bias_grad;
+  if (trainable(bias)) bias_grad = span_of(zeroed_grad(bias));
+  if (trainable(weight)) {
+    ::torch::Tensor& w = zeroed_grad(weight);
+    ::torch::Tensor w_rows = w.view({options.out_channels(), -1});
+    accumulate_linear_clipped_gradient<float>(rows_of(patches(batch)), rows_of(g), batch, factors, 0,
+                                              mutable_rows_of(w_rows), bias_grad);
+  } else {
+    if (rows_cache_.rows() != batch) rows_cache_ = linear_bias_per_example_gradients<float>(rows_of(g), batch);
+    accumulate_clipped_sum<float>(rows_cache_, factors, 0, bias_grad);
+  }
 }
 
 }  // namespace dpsgd::torch

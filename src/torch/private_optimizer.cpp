@@ -2,14 +2,18 @@
 #include "dpsgd/torch/private_optimizer.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 #include <span>
+#include <sstream>
 #include <string>
 #include <utility>
 
 #include "dpsgd/clipping/clip_factors.hpp"
+#include "dpsgd/core/atomic_file.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/optim/optimizer.hpp"
+#include "tensor_views.hpp"
 
 namespace dpsgd::torch {
 namespace {
@@ -24,10 +28,6 @@ class ReleaseToTorch final : public Optimizer<float> {
   void apply(std::span<float> /*params*/, std::span<const float> /*gradient*/) override {}
   void apply_at(std::span<float> /*params*/, std::span<const float> /*gradient*/, std::size_t /*offset*/) override {}
 };
-
-std::span<float> span_of(const ::torch::Tensor& t) {
-  return {t.data_ptr<float>(), static_cast<std::size_t>(t.numel())};
-}
 
 // Every trainable parameter lives in a layer that can clip it; returns those layers.
 std::vector<GhostClippable*> clippable_layers(::torch::nn::Module& model) {
@@ -44,11 +44,12 @@ std::vector<GhostClippable*> clippable_layers(::torch::nn::Module& model) {
       continue;
     }
     for (const auto& parameter : item.value()->named_parameters(/*recurse=*/false)) {
-      DPSGD_CHECK_ARG(!parameter.value().requires_grad(),
-                      "module '" << item.key() << "' (" << item.value()->name() << ") has the trainable parameter '"
-                                 << parameter.key()
-                                 << "', which dpsgd::torch cannot clip: build the module from dpsgd::torch layers "
-                                    "(Linear, Embedding, LayerNorm) or freeze the parameter (requires_grad false)");
+      DPSGD_CHECK_ARG(
+          !parameter.value().requires_grad(),
+          "module '" << item.key() << "' (" << item.value()->name() << ") has the trainable parameter '"
+                     << parameter.key()
+                     << "', which dpsgd::torch cannot clip: build the module from dpsgd::torch layers "
+                        "(Linear, Conv2d, Embedding, LayerNorm) or freeze the parameter (requires_grad false)");
     }
   }
   return layers;
@@ -102,6 +103,7 @@ PrivateOptimizer::PrivateOptimizer(::torch::nn::Module& model, ::torch::optim::O
       offset += static_cast<std::size_t>(p.numel());
     }
   }
+  restore_optimizer_state();
   for (GhostClippable* layer : layers_) layer->set_private(true);
 }
 
@@ -132,8 +134,8 @@ void PrivateOptimizer::step(const Batch& batch) {
   std::vector<std::span<float>> params, grads;
   for (auto& p : parameters_) {
     DPSGD_CHECK_ARG(p.grad().defined(), "a trainable parameter " << p.sizes() << " got no clipped gradient");
-    params.push_back(span_of(p));
-    grads.push_back(span_of(p.grad()));
+    params.push_back(views::span_of(p));
+    grads.push_back(views::span_of(p.grad()));
   }
   run_->step(params, grads, batch);
   optimizer_.step();
@@ -146,12 +148,59 @@ void PrivateOptimizer::zero_grad() {
 }
 
 void PrivateOptimizer::checkpoint(const nlohmann::json& extra) {
+  DPSGD_CHECK_ARG(extra.is_object() && !extra.contains(kOptimizerKey),
+                  "extra must be a JSON object without the key '" << kOptimizerKey << "' (dpsgd::torch's own)");
   std::vector<float> flat;
   for (const auto& p : parameters_) {
     const ::torch::Tensor c = p.detach().contiguous();
     flat.insert(flat.end(), c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
   }
-  run_->checkpoint(flat, extra);
+  // The wrapped optimiser's state goes to its own file, named after the step and written before the
+  // checkpoint that names it: a crash between the two leaves the previous checkpoint and its file intact.
+  const std::string name = "torch_optimizer-" + std::to_string(run_->next_step()) + ".pt";
+  ::torch::serialize::OutputArchive archive;
+  optimizer_.save(archive);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomically(run_->directory() + "/" + name, bytes.str());
+  nlohmann::json with_state = extra;
+  with_state[kOptimizerKey] = {{"file", name}};
+  run_->checkpoint(flat, with_state);
+  remove_other_optimizer_states(name);
+}
+
+// Older state files are no longer named by any checkpoint.
+void PrivateOptimizer::remove_other_optimizer_states(const std::string& keep) const {
+  for (const auto& entry : std::filesystem::directory_iterator(run_->directory())) {
+    const std::string file = entry.path().filename().string();
+    if (file != keep && file.rfind("torch_optimizer-", 0) == 0 && entry.path().extension() == ".pt") {
+      std::error_code ignored;  // a file left behind costs disk only; the checkpoint names the right one
+      std::filesystem::remove(entry.path(), ignored);
+    }
+  }
+}
+
+void PrivateOptimizer::restore_optimizer_state() {
+  const nlohmann::json& extra = run_->restored_extra();
+  const auto entry = extra.find(kOptimizerKey);
+  if (entry == extra.end()) return;  // a new run, or one stopped before its first checkpoint
+  if (!entry->is_object() || !entry->contains("file") || !(*entry)["file"].is_string()) {
+    throw FormatError("checkpoint refused: its '" + std::string(kOptimizerKey) + "' entry is malformed");
+  }
+  const std::string name = (*entry)["file"].get<std::string>();
+  if (name.find('/') != std::string::npos || name.rfind("torch_optimizer-", 0) != 0) {
+    throw FormatError("checkpoint refused: it names the optimiser state file '" + name + "'");
+  }
+  const std::string path = run_->directory() + "/" + name;
+  try {
+    ::torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    optimizer_.load(archive);
+  } catch (const c10::Error& e) {
+    throw FormatError(
+        "checkpoint refused: the wrapped optimiser's state " + path +
+        " could not be loaded (missing, damaged, or saved by another optimiser type): " + e.what_without_backtrace());
+  }
 }
 
 ::torch::Tensor gather_rows(const ::torch::Tensor& data, const Batch& batch) {

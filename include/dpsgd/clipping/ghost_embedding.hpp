@@ -40,9 +40,10 @@ void accumulate_embedding_squared_norms(std::span<const std::int32_t> tokens, co
   DPSGD_CHECK_ARG(group >= 0 && group < squared_norms.cols(),
                   "group must be in [0, " << squared_norms.cols() << "), got " << group);
   detail::EmbeddingGroups groups;
+  std::vector<double> sum;  // one group's summed output gradient, reused across examples
   for (std::int64_t i = 0; i < batch; ++i) {
     groups.collect(tokens, position_mask, shape, i);
-    squared_norms(i, group) += detail::embedding_norm_bound<Scalar>(groups, output_grads, shape);
+    squared_norms(i, group) += detail::embedding_norm_bound<Scalar>(groups, output_grads, shape, sum);
   }
 }
 

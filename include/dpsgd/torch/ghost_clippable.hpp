@@ -7,6 +7,7 @@
 #include <Eigen/Core>
 
 #include "dpsgd/clipping/clip_factors.hpp"
+#include "dpsgd/core/matrix_types.hpp"
 
 namespace dpsgd::torch {
 
@@ -32,6 +33,8 @@ class GhostClippable {
   void clear_record() {
     input_.reset();
     grad_output_.reset();
+    rows_cache_.resize(0, 0);
+    tensor_cache_.reset();
   }
   // Private mode: training forward passes record (off by default, so plain LibTorch training costs
   // nothing extra; PrivateOptimizer turns it on).
@@ -47,9 +50,21 @@ class GhostClippable {
   // output takes part in autograd. A second record before clear_record() would silently replace the
   // first (a layer used twice in one pass, whose norm would miss a use): refused, naming `layer`.
   void record(const char* layer, bool training, const ::torch::Tensor& input, ::torch::Tensor& output);
+  // Whether a forward pass in this mode is recorded (private, training, autograd on): the pass whose
+  // parameter gradients the optimiser will write, so autograd need not form them.
+  bool private_pass(bool training) const { return private_ && training && ::torch::GradMode::is_enabled(); }
+  // Whether record() would keep anything for this pass (lets a layer skip preparing what it records).
+  bool would_record(bool training, const ::torch::Tensor& output) const {
+    return private_ && training && output.requires_grad();
+  }
 
   ::torch::Tensor input_;        // what the rule needs from the forward pass (detached)
   ::torch::Tensor grad_output_;  // the output's gradient from the backward pass (detached)
+  // What the norm pass derived from the record and the write pass needs again (per-example rows of a
+  // LayerNorm or of a bias-only Linear, a convolution's unfolded input): computed once per step,
+  // dropped with the record.
+  mutable RowMajorMatrix<float> rows_cache_;
+  mutable ::torch::Tensor tensor_cache_;
 
  private:
   bool private_ = false;

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
@@ -10,6 +11,7 @@
 
 #include "dpsgd/optim/training_run.hpp"
 #include "dpsgd/sampling/batch.hpp"
+#include "dpsgd/torch/batch_tensors.hpp"
 #include "dpsgd/torch/ghost_clippable.hpp"
 
 namespace dpsgd::torch {
@@ -29,7 +31,9 @@ class PrivateOptimizer {
   // Refuses (InvalidArgument), naming the module, a trainable parameter outside a dpsgd::torch layer;
   // refuses an optimiser that holds a parameter other than the model's trainable ones, parameters that
   // are not float32 CPU tensors, and per-group clipping (flat clipping only). Puts the layers in private
-  // mode. A resumed run's parameters are copied into the model.
+  // mode. A resumed run's parameters are copied into the model and the wrapped optimiser's state
+  // (momentum, Adam's moments) into the optimiser; a state file that is missing or does not load
+  // (another optimiser type) is refused (FormatError).
   PrivateOptimizer(::torch::nn::Module& model, ::torch::optim::Optimizer& optimizer, TrainingRunConfig config);
   ~PrivateOptimizer();
   PrivateOptimizer(const PrivateOptimizer&) = delete;
@@ -43,8 +47,10 @@ class PrivateOptimizer {
   void step(const Batch& batch);
   // Drops the layers' records and the parameters' gradients (after an abandoned pass).
   void zero_grad();
-  // Saves the trainable parameters (in model order) with the run's checkpoint; the wrapped
-  // optimiser's own state (Adam's moments) is not saved and restarts on resume.
+  // Saves the trainable parameters (in model order) with the run's checkpoint, and the wrapped
+  // optimiser's state (torch::optim's own serialisation) in torch_optimizer-<step>.pt beside it, named
+  // by the checkpoint: a resume continues exactly, moments included. `extra` (program data, returned
+  // by run().restored_extra() on resume) must not use the key "torch_optimizer".
   void checkpoint(const nlohmann::json& extra = nlohmann::json::object());
 
   double epsilon(double delta) const { return run_->epsilon(delta); }
@@ -53,7 +59,11 @@ class PrivateOptimizer {
   bool finished() const { return run_->finished(); }
 
  private:
+  static constexpr const char* kOptimizerKey = "torch_optimizer";
+
   std::vector<::torch::Tensor> trainable_parameters() const;
+  void restore_optimizer_state();
+  void remove_other_optimizer_states(const std::string& keep) const;
 
   ::torch::nn::Module& model_;
   ::torch::optim::Optimizer& optimizer_;
@@ -61,10 +71,5 @@ class PrivateOptimizer {
   std::vector<::torch::Tensor> parameters_;
   std::unique_ptr<TrainingRun> run_;
 };
-
-// The batch's slots of `data` (first dimension = examples): rows of its indices, zeros for padding.
-::torch::Tensor gather_rows(const ::torch::Tensor& data, const Batch& batch);
-// The batch's mask as a float tensor [capacity]: 1 for a sampled example, 0 for padding.
-::torch::Tensor mask_tensor(const Batch& batch);
 
 }  // namespace dpsgd::torch

@@ -108,11 +108,12 @@ Scalar scaled_toward_zero(double c, double s) {
 // added entry is fl_Scalar(fl_double(c s_vj)), then one Scalar addition: at most c |s_vj| (1 + u_d)
 // (1 + u)^2. The sum of ||s_v||^2 is bounded per row (row_squared_norm_bound) and over the groups
 // (gamma of their count in double). Non-finite when an unmasked output gradient is (or a double sum
-// overflows): the example is then dropped.
+// overflows): the example is then dropped. `sum` is scratch space (resized to d), the caller's so that
+// a batch allocates it once.
 template <typename Scalar>
 double embedding_norm_bound(const EmbeddingGroups& groups, const ConstRowsRef<Scalar>& output_grads,
-                            const EmbeddingShape& shape) {
-  std::vector<double> sum(static_cast<std::size_t>(shape.width));
+                            const EmbeddingShape& shape, std::vector<double>& sum) {
+  sum.resize(static_cast<std::size_t>(shape.width));
   double total = 0.0;
   for (std::size_t k = 0; k < groups.size(); ++k) {
     groups.sum(k, output_grads, shape, sum);
