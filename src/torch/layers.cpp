@@ -34,6 +34,21 @@ void GhostClippable::record(const char* layer, bool training, const ::torch::Ten
   output.register_hook([this](::torch::Tensor grad) { grad_output_ = grad.detach(); });
 }
 
+// Layers whose weight is frozen (DP-BiTFiT): the bias's per-example gradients sum_t dy_it, small
+// enough to clip as dense rows, formed by the norm pass and reused by the write pass.
+void GhostClippable::accumulate_bias_only_norms(const ::torch::Tensor& output_grad_rows, std::int64_t batch,
+                                                SquaredNorms& squared_norms) const {
+  rows_cache_ = linear_bias_per_example_gradients<float>(rows_of(output_grad_rows), batch);
+  dpsgd::accumulate_squared_norms<float>(rows_cache_, squared_norms, 0);
+}
+
+void GhostClippable::write_bias_only_clipped(const ::torch::Tensor& output_grad_rows, std::int64_t batch,
+                                             const Eigen::MatrixXd& factors, std::span<float> bias_grad) const {
+  if (rows_cache_.rows() != batch)
+    rows_cache_ = linear_bias_per_example_gradients<float>(rows_of(output_grad_rows), batch);
+  accumulate_clipped_sum<float>(rows_cache_, factors, 0, bias_grad);
+}
+
 // --- Linear --------------------------------------------------------------------------------------
 
 LinearImpl::LinearImpl(const ::torch::nn::LinearOptions& options_) : options(options_) { reset(); }
@@ -74,8 +89,7 @@ void LinearImpl::accumulate_squared_norms(std::int64_t batch, SquaredNorms& squa
     const ::torch::Tensor a = as_rows(input_, batch, options.in_features(), "dpsgd::torch::Linear", "input");
     accumulate_linear_squared_norms<float>(rows_of(a), rows_of(g), batch, trainable(bias), squared_norms, 0);
   } else {
-    rows_cache_ = linear_bias_per_example_gradients<float>(rows_of(g), batch);  // reused by the write pass
-    dpsgd::accumulate_squared_norms<float>(rows_cache_, squared_norms, 0);
+    accumulate_bias_only_norms(g, batch, squared_norms);
   }
 }
 
@@ -90,8 +104,7 @@ void LinearImpl::write_clipped_gradients(std::int64_t batch, const Eigen::Matrix
     ::torch::Tensor& w = zeroed_grad(weight);
     accumulate_linear_clipped_gradient<float>(rows_of(a), rows_of(g), batch, factors, 0, mutable_rows_of(w), bias_grad);
   } else {
-    if (rows_cache_.rows() != batch) rows_cache_ = linear_bias_per_example_gradients<float>(rows_of(g), batch);
-    accumulate_clipped_sum<float>(rows_cache_, factors, 0, bias_grad);
+    write_bias_only_clipped(g, batch, factors, bias_grad);
   }
 }
 
@@ -181,15 +194,15 @@ void LayerNormImpl::reset_parameters() {
   ::torch::nn::init::zeros_(bias);
 }
 
-// LibTorch's fused layer_norm computes the output; the normalised input the clipping rule needs is
-// formed (without autograd) only when the pass is recorded.
+// LibTorch's fused kernel computes the output and each position's mean and 1/std; the normalised
+// input the clipping rule needs is formed from those (without autograd) only when the pass is recorded.
 ::torch::Tensor LayerNormImpl::forward(const ::torch::Tensor& input) {
-  ::torch::Tensor output = ::torch::layer_norm(input, options.normalized_shape(), weight, bias, options.eps());
+  const auto [output_value, mean, rstd] =
+      ::torch::native_layer_norm(input, options.normalized_shape(), weight, bias, options.eps());
+  ::torch::Tensor output = output_value;
   if ((trainable(weight) || trainable(bias)) && would_record(is_training(), output)) {
     const ::torch::NoGradGuard no_grad;
-    const ::torch::Tensor mean = input.mean(-1, /*keepdim=*/true);
-    const ::torch::Tensor var = (input - mean).pow(2).mean(-1, /*keepdim=*/true);
-    record("dpsgd::torch::LayerNorm", is_training(), (input - mean) * ::torch::rsqrt(var + options.eps()), output);
+    record("dpsgd::torch::LayerNorm", is_training(), (input - mean) * rstd, output);
   }
   return output;
 }
@@ -318,11 +331,12 @@ const ::torch::Tensor& Conv2dImpl::patches(std::int64_t batch) const {
   return tensor_cache_;
 }
 
+// [B, out, H, W] -> rows [B * positions, out] (as_rows reports a missing record).
 ::torch::Tensor Conv2dImpl::output_gradient_rows(std::int64_t batch) const {
-  DPSGD_CHECK_ARG(!grad_output_.defined() || grad_output_.dim() == 4,
+  if (!grad_output_.defined()) return as_rows(grad_output_, batch, options.out_channels(), kConv, "output gradient");
+  DPSGD_CHECK_ARG(grad_output_.dim() == 4,
                   kConv << ": the output gradient must be [B, out, H, W], got " << grad_output_.sizes());
-  const ::torch::Tensor g = grad_output_.defined() ? grad_output_.flatten(2).transpose(1, 2) : grad_output_;
-  return as_rows(g, batch, options.out_channels(), kConv, "output gradient");
+  return as_rows(grad_output_.flatten(2).transpose(1, 2), batch, options.out_channels(), kConv, "output gradient");
 }
 
 void Conv2dImpl::accumulate_squared_norms(std::int64_t batch, SquaredNorms& squared_norms) const {
@@ -332,8 +346,7 @@ void Conv2dImpl::accumulate_squared_norms(std::int64_t batch, SquaredNorms& squa
     accumulate_linear_squared_norms<float>(rows_of(patches(batch)), rows_of(g), batch, trainable(bias), squared_norms,
                                            0);
   } else {
-    rows_cache_ = linear_bias_per_example_gradients<float>(rows_of(g), batch);
-    dpsgd::accumulate_squared_norms<float>(rows_cache_, squared_norms, 0);
+    accumulate_bias_only_norms(g, batch, squared_norms);
   }
 }
 
@@ -348,8 +361,7 @@ void Conv2dImpl::write_clipped_gradients(std::int64_t batch, const Eigen::Matrix
     accumulate_linear_clipped_gradient<float>(rows_of(patches(batch)), rows_of(g), batch, factors, 0,
                                               mutable_rows_of(w_rows), bias_grad);
   } else {
-    if (rows_cache_.rows() != batch) rows_cache_ = linear_bias_per_example_gradients<float>(rows_of(g), batch);
-    accumulate_clipped_sum<float>(rows_cache_, factors, 0, bias_grad);
+    write_bias_only_clipped(g, batch, factors, bias_grad);
   }
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include <torch/torch.h>
 #include <Eigen/Core>
@@ -50,6 +51,12 @@ class GhostClippable {
   // output takes part in autograd. A second record before clear_record() would silently replace the
   // first (a layer used twice in one pass, whose norm would miss a use): refused, naming `layer`.
   void record(const char* layer, bool training, const ::torch::Tensor& input, ::torch::Tensor& output);
+  // A layer whose weight is frozen clips its bias's per-example gradients (rows of dY summed per
+  // example, `output_grad_rows` [B T, out]) as dense rows, cached in rows_cache_ between the passes.
+  void accumulate_bias_only_norms(const ::torch::Tensor& output_grad_rows, std::int64_t batch,
+                                  SquaredNorms& squared_norms) const;
+  void write_bias_only_clipped(const ::torch::Tensor& output_grad_rows, std::int64_t batch,
+                               const Eigen::MatrixXd& factors, std::span<float> bias_grad) const;
   // Whether a forward pass in this mode is recorded (private, training, autograd on): the pass whose
   // parameter gradients the optimiser will write, so autograd need not form them.
   bool private_pass(bool training) const { return private_ && training && ::torch::GradMode::is_enabled(); }
