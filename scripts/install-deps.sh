@@ -3,7 +3,8 @@
 # all are present. Everything comes from Debian's archive: nothing is fetched at build time.
 # Usage: install-deps.sh          what the library, its tests and the main job need
 #        install-deps.sh --all    also the optional components' dependencies (LibTorch: about 165
-#                                 packages), for the test command that builds everything
+#                                 packages) and the language-model example's text (fortunes), for
+#                                 the test command that builds and tests everything
 set -euo pipefail
 
 packages=(
@@ -20,7 +21,10 @@ packages=(
   dataset-fashion-mnist          # the Fashion-MNIST IDX files of the main example
 )
 case "${1:-}" in
-  --all) packages+=(libtorch-dev) ;;  # LibTorch (CPU): the dpsgd::torch component
+  --all) packages+=(
+    libtorch-dev  # LibTorch (CPU): the dpsgd::torch component
+    fortunes      # fortune cookies: the text of the dp_lm example
+  ) ;;
   "") ;;
   *) echo "install-deps: unknown option $1 (use --all or nothing)" >&2; exit 2 ;;
 esac

@@ -2,14 +2,12 @@
 // of fixed capacity, ghost clipping, calibrated noise, the PLD accountant, progress, metrics, an SVG
 // plot, and a run directory (definition, ledger, secret seed, checkpoint) that a resumed run continues.
 #include <malloc.h>
-#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <optional>
@@ -26,11 +24,16 @@
 #include "dpsgd/optim/run_plan.hpp"
 #include "dpsgd/optim/training_run.hpp"
 #include "dpsgd/sampling/gather_batch.hpp"
-#include "svg_plot.hpp"
+#include "eval_history.hpp"
+#include "output_checks.hpp"
+#include "run_outcome.hpp"
 
 namespace {
 
-namespace fs = std::filesystem;
+using dpsgd_example::EvalPoint;
+using dpsgd_example::history_from_json;
+using dpsgd_example::history_to_json;
+
 using dpsgd::RowMajorMatrix;
 using fashion_mnist::Classifier;
 
@@ -60,11 +63,6 @@ struct Options {
   std::optional<std::uint64_t> seed;
   std::optional<double> sigma;
   bool resume = false;
-};
-
-struct EvalPoint {
-  std::int64_t step;
-  double accuracy, epsilon;
 };
 
 // Pixel statistics of the Fashion-MNIST training set (public constants of the data set).
@@ -99,40 +97,6 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
   app.add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints")->check(CLI::PositiveNumber);
   app.add_flag("--resume", o.resume, "continue the run in --run-dir (or start it there if it holds none)");
   return dpsgd_example::parse_training_command_line(app, argc, argv, o.resume, o.run_dir);
-}
-
-// Why the run directory cannot be used, or "": checked before any data is read or any work done.
-std::string run_dir_problem(const Options& o) {
-  const fs::path dir(o.run_dir);
-  if (fs::exists(dir) && !fs::is_directory(dir)) return "is not a directory";
-  if (!o.resume && fs::exists(dir) && !fs::is_empty(dir)) {
-    return dpsgd::TrainingRun::definition_in(o.run_dir)
-               ? "holds a run (its ledger exists): pass --resume to continue it, or choose another --run-dir "
-                 "(nothing was changed)"
-               : "exists and is not empty (nothing was changed)";
-  }
-  fs::path existing = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
-  while (!fs::exists(existing) && existing.has_parent_path() && existing != existing.parent_path())
-    existing = existing.parent_path();
-  if (fs::exists(existing) && ::access(existing.c_str(), W_OK) != 0 && !fs::exists(dir))
-    return "cannot be created: " + existing.string() + " is not writable";
-  return "";
-}
-
-// Outputs are checked before any work: an unwritable path must not cost a whole training run.
-bool outputs_usable(const Options& o) {
-  try {
-    dpsgd::validate_output_file("--metrics-out", o.metrics_out);
-    dpsgd::validate_output_file("--plot", o.plot_path);
-  } catch (const dpsgd::InvalidArgument& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return false;
-  }
-  if (const std::string problem = run_dir_problem(o); !problem.empty()) {
-    std::cerr << "error: --run-dir " << o.run_dir << " " << problem << "\n";
-    return false;
-  }
-  return true;
 }
 
 dpsgd::LabelledImages load(const std::string& dir, const std::string& stem, std::int64_t subset) {
@@ -171,31 +135,6 @@ dpsgd::TrainingRunConfig run_config(const Options& o, std::int64_t n) {
                           .seed = o.seed});
 }
 
-// Evaluation history in a checkpoint: [[step, accuracy, epsilon or null], ...] (JSON has no inf).
-nlohmann::json history_to_json(const std::vector<EvalPoint>& history) {
-  nlohmann::json rows = nlohmann::json::array();
-  for (const auto& e : history) {
-    rows.push_back({e.step, e.accuracy, std::isfinite(e.epsilon) ? nlohmann::json(e.epsilon) : nlohmann::json()});
-  }
-  return {{"history", rows}};
-}
-
-std::vector<EvalPoint> history_from_json(const nlohmann::json& extra) {
-  std::vector<EvalPoint> history;
-  const auto rows = extra.find("history");
-  if (rows == extra.end()) return history;  // a run that stopped before its first checkpoint
-  const auto bad = [](const std::string& what) { throw dpsgd::FormatError("checkpoint refused: " + what); };
-  if (!rows->is_array()) bad("its evaluation history is not a list");
-  for (const auto& e : *rows) {
-    if (!e.is_array() || e.size() != 3 || !e[0].is_number_integer() || !e[1].is_number() ||
-        !(e[2].is_number() || e[2].is_null()))
-      bad("an evaluation history entry is malformed: " + e.dump());
-    history.push_back({e[0].get<std::int64_t>(), e[1].get<double>(),
-                       e[2].is_null() ? std::numeric_limits<double>::infinity() : e[2].get<double>()});
-  }
-  return history;
-}
-
 // The private training loop and what it shows: the run, the model, the data, the history it extends.
 class Trainer {
  public:
@@ -227,7 +166,7 @@ class Trainer {
     if (stop.requested()) checkpoint();
   }
 
-  double final_accuracy() { return history_.empty() ? model_.accuracy(test_) : history_.back().accuracy; }
+  double final_accuracy() { return history_.empty() ? model_.accuracy(test_) : history_.back().value; }
   // The PLD epsilon so far: the accountant the run is judged by.
   double epsilon() const {
     return o_.s.no_privacy ? std::numeric_limits<double>::infinity() : run_.epsilon(o_.s.delta);
@@ -266,7 +205,7 @@ class Trainer {
 
   void evaluate(std::int64_t done) {
     history_.push_back({done, model_.accuracy(test_), epsilon()});
-    std::printf("  test accuracy %.4f at step %lld (epsilon %.3f)\n", history_.back().accuracy,
+    std::printf("  test accuracy %.4f at step %lld (epsilon %.3f)\n", history_.back().value,
                 static_cast<long long>(done), history_.back().epsilon);
   }
 
@@ -285,13 +224,7 @@ void print_start(const Options& o, const dpsgd::TrainingRun& run, const Classifi
               o.s.model.c_str(), static_cast<long long>(model.num_parameters()), static_cast<long long>(c.dataset_size),
               c.sampling_rate, static_cast<long long>(c.capacity), static_cast<long long>(run.planned_steps()),
               c.noise_multiplier, o.s.clip_norm, o.s.no_privacy ? " (no privacy)" : "");
-  const std::string state = run.resumed() ? "resumed at step " + std::to_string(run.next_step()) : "new";
-  std::printf("run directory: %s (%s; continue it with --run-dir %s --resume)\n", run.directory().c_str(),
-              state.c_str(), run.directory().c_str());
-  for (const std::string& note : run.notes()) std::printf("note: %s\n", note.c_str());
-  if (o.seed)
-    std::fprintf(stderr, "note: explicit --seed makes this run reproducible; do not release its model as private\n");
-  std::fflush(stdout);
+  dpsgd_example::print_run_state(run, o.seed.has_value());
 }
 
 // Everything the run made public, with its privacy cost: the parameters (every checkpoint and the
@@ -326,16 +259,8 @@ void write_outputs(const Options& o, const Trainer& trainer, double test_accurac
     dpsgd::write_file_atomically(o.metrics_out, metrics.dump(2) + "\n");
   }
   if (!o.plot_path.empty()) {
-    char eps_title[96];
-    std::snprintf(eps_title, sizeof(eps_title), "Epsilon spent (PLD, delta = %g)", o.s.delta);
-    dpsgd_example::Series acc{"Test accuracy", "#1f77b4", {}, {}}, eps{eps_title, "#d62728", {}, {}};
-    for (const auto& e : trainer.history()) {
-      acc.x.push_back(static_cast<double>(e.step));
-      acc.y.push_back(e.accuracy);
-      eps.x.push_back(static_cast<double>(e.step));
-      eps.y.push_back(std::isfinite(e.epsilon) ? e.epsilon : 0.0);
-    }
-    dpsgd::write_file_atomically(o.plot_path, dpsgd_example::svg_line_charts({acc, eps}, "training step"));
+    dpsgd::write_file_atomically(o.plot_path,
+                                 dpsgd_example::history_plot(trainer.history(), "Test accuracy", o.s.delta));
   }
 }
 
@@ -357,10 +282,7 @@ int run_main(Options& o) {
   Trainer trainer(o, run, model, train, test);
   trainer.train(stop);
   if (stop.requested()) {
-    std::printf(
-        "stopped by %s at step %llu (checkpoint saved, epsilon so far %.4f); continue with --run-dir %s --resume\n",
-        stop.name(), static_cast<unsigned long long>(run.next_step()), trainer.epsilon(), run.directory().c_str());
-    return stop.exit_status();
+    return dpsgd_example::report_stop(stop, run, trainer.epsilon());
   }
 
   const double test_accuracy = trainer.final_accuracy();
@@ -391,18 +313,8 @@ int main(int argc, char** argv) {
   Options options;
   if (const auto status = parse_options(argc, argv, options)) return *status;
   if (options.run_dir.empty()) options.run_dir = dpsgd::TrainingRun::fresh_directory("runs", "fashion_mnist");
-  if (!outputs_usable(options)) return 2;
-  try {
-    return run_main(options);
-  } catch (const dpsgd::FileExists& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());  // another run's files: nothing was changed
-    return 1;
-  } catch (const dpsgd::Error& e) {
-    // Missing or corrupt data, a refused checkpoint, a bad argument: the user's input, status 2.
-    std::fprintf(stderr, "error: %s\n", e.what());
+  if (!dpsgd_example::outputs_usable({{"--metrics-out", options.metrics_out}, {"--plot", options.plot_path}},
+                                     options.run_dir, options.resume))
     return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
+  return dpsgd_example::run_reporting_errors([&] { return run_main(options); });
 }

@@ -18,6 +18,7 @@
 #include "dpsgd/optim/run_plan.hpp"
 #include "dpsgd/optim/training_run.hpp"
 #include "dpsgd/sampling/gather_batch.hpp"
+#include "run_outcome.hpp"
 
 namespace {
 
@@ -239,16 +240,5 @@ int main(int argc, char** argv) {
   Options options;
   if (const auto status = parse_options(argc, argv, options)) return *status;
   if (options.run_dir.empty()) options.run_dir = dpsgd::TrainingRun::fresh_directory("runs", "synthetic");
-  try {
-    return run_main(options);
-  } catch (const dpsgd::FileExists& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  } catch (const dpsgd::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
+  return dpsgd_example::run_reporting_errors([&] { return run_main(options); });
 }

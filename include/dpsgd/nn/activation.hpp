@@ -1,4 +1,4 @@
-// nn::Activation: elementwise ReLU or tanh with the backward pass through it.
+// nn::Activation: elementwise ReLU, tanh or GELU with the backward pass through it.
 #pragma once
 
 #include <cmath>
@@ -10,18 +10,21 @@
 
 namespace dpsgd::nn {
 
-enum class ActivationKind : int { kRelu = 0, kTanh = 1 };
+// kGelu is the tanh approximation of GELU (Hendrycks & Gimpel 2016) that GPT-2 uses:
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+enum class ActivationKind : int { kRelu = 0, kTanh = 1, kGelu = 2 };
 
 // Parameter-free, so it adds nothing to the per-example gradient: ghost clipping passes through it.
 template <typename Scalar>
 class Activation : public Layer<Scalar> {
  public:
   explicit Activation(ActivationKind kind) : kind_(kind) {
-    DPSGD_CHECK_ARG(kind == ActivationKind::kRelu || kind == ActivationKind::kTanh,
-                    "kind must be ActivationKind::kRelu or kTanh, got " << static_cast<int>(kind));
+    DPSGD_CHECK_ARG(kind == ActivationKind::kRelu || kind == ActivationKind::kTanh || kind == ActivationKind::kGelu,
+                    "kind must be ActivationKind::kRelu, kTanh or kGelu, got " << static_cast<int>(kind));
   }
 
   RowMajorMatrix<Scalar> forward(const ConstRowsRef<Scalar>& input) override {
+    if (kind_ == ActivationKind::kGelu) return gelu_forward(input);
     output_ = kind_ == ActivationKind::kRelu ? RowMajorMatrix<Scalar>(input.cwiseMax(Scalar{0}))
                                              : RowMajorMatrix<Scalar>(input.array().tanh().matrix());
     return output_;
@@ -31,6 +34,7 @@ class Activation : public Layer<Scalar> {
     DPSGD_CHECK_ARG(output_grad.rows() == output_.rows() && output_grad.cols() == output_.cols(),
                     "output_grad must be " << output_.rows() << " x " << output_.cols() << ", got "
                                            << output_grad.rows() << " x " << output_grad.cols());
+    if (kind_ == ActivationKind::kGelu) return gelu_backward(output_grad);
     RowMajorMatrix<Scalar> input_grad(output_.rows(), output_.cols());
     const Eigen::Index width = output_.cols();
     const bool relu = kind_ == ActivationKind::kRelu;
@@ -61,8 +65,30 @@ class Activation : public Layer<Scalar> {
   }
 
  private:
+  static constexpr Scalar kGeluScale = Scalar(0.7978845608028654);  // sqrt(2 / pi)
+  static constexpr Scalar kGeluCubic = Scalar(0.044715);
+
+  // GELU's derivative needs its input, not its output: the input is kept instead.
+  RowMajorMatrix<Scalar> gelu_forward(const ConstRowsRef<Scalar>& input) {
+    output_ = input;
+    const auto x = input.array();
+    return (Scalar(0.5) * x * (Scalar(1) + (kGeluScale * (x + kGeluCubic * x.cube())).tanh())).matrix();
+  }
+
+  RowMajorMatrix<Scalar> gelu_backward(const ConstRowsRef<Scalar>& output_grad) const {
+    DPSGD_CHECK_ARG(output_grad.rows() == output_.rows() && output_grad.cols() == output_.cols(),
+                    "output_grad must be " << output_.rows() << " x " << output_.cols() << ", got "
+                                           << output_grad.rows() << " x " << output_grad.cols());
+    const auto x = output_.array();
+    const Eigen::Array<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> t =
+        (kGeluScale * (x + kGeluCubic * x.cube())).tanh();
+    const auto derivative = Scalar(0.5) * (Scalar(1) + t) + Scalar(0.5) * x * (Scalar(1) - t.square()) * kGeluScale *
+                                                                (Scalar(1) + Scalar(3) * kGeluCubic * x.square());
+    return (output_grad.array() * derivative).matrix();
+  }
+
   ActivationKind kind_;
-  RowMajorMatrix<Scalar> output_;
+  RowMajorMatrix<Scalar> output_;  // the output (ReLU, tanh) or the input (GELU)
 };
 
 }  // namespace dpsgd::nn

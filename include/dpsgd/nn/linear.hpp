@@ -4,13 +4,15 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <vector>
 
+#include "dpsgd/clipping/dense_clipping.hpp"
 #include "dpsgd/clipping/ghost_linear.hpp"
 #include "dpsgd/core/detail/parallel.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
+#include "dpsgd/nn/detail/initialization.hpp"
 #include "dpsgd/nn/layer.hpp"
-#include "dpsgd/noise/gaussian_transform.hpp"
 
 namespace dpsgd::nn {
 
@@ -34,16 +36,26 @@ class Linear : public Layer<Scalar> {
   // Points the layer at its slice of the model's parameter buffer.
   void bind(Scalar* parameters) override { params_ = parameters; }
 
+  // Freezes the weight or the bias (fine-tuning): a frozen part gets no gradient and no noise, and a
+  // frozen weight spares the copy of the input kept for its ghost norm. Both trainable by default.
+  void set_trainable(bool weight, bool bias) {
+    DPSGD_CHECK_ARG(!bias || bias_, "set_trainable: the layer has no bias to train");
+    weight_trainable_ = weight;
+    bias_trainable_ = bias && bias_;
+  }
+  bool weight_trainable() const { return weight_trainable_; }
+  bool bias_trainable() const { return bias_trainable_; }
+  std::vector<ParameterRange> trainable_ranges() const override {
+    std::vector<ParameterRange> ranges;
+    if (weight_trainable_) ranges.push_back({0, in_ * out_});
+    if (bias_trainable_) ranges.push_back({in_ * out_, out_});
+    return ranges;
+  }
+
   // Uniform(-1/sqrt(in), 1/sqrt(in)) weights (the PyTorch default scale), zero bias; deterministic in seed.
   void initialize(std::uint64_t seed, std::uint32_t layer_index) override {
-    const double bound = 1.0 / std::sqrt(static_cast<double>(in_));
-    const PhiloxKey key = philox_key_from_seed(seed);
-    for (std::int64_t j = 0; j < in_ * out_; ++j) {
-      const PhiloxCounter bits = philox4x32_10(
-          PhiloxCounter{{static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(j >> 32), layer_index, 0x696e6974u}},
-          key);
-      params_[j] = static_cast<Scalar>(bound * (2.0 * uniform_open_from_bits(bits.v[0], bits.v[1]) - 1.0));
-    }
+    detail::uniform_initialize(std::span<Scalar>(params_, static_cast<std::size_t>(in_ * out_)),
+                               1.0 / std::sqrt(static_cast<double>(in_)), seed, layer_index);
     if (bias_) bias().setZero();
   }
 
@@ -54,6 +66,8 @@ class Linear : public Layer<Scalar> {
   RowMajorMatrix<Scalar> forward(const ConstRowsRef<Scalar>& input) override {
     DPSGD_CHECK_ARG(input.cols() == in_, "input must have in_features = " << in_ << " columns, got " << input.cols());
     const Eigen::Index rows = input.rows();
+    rows_ = rows;
+    if (!weight_trainable_) return frozen_forward(input);
     input_.resize(rows, in_);
     RowMajorMatrix<Scalar> output(rows, out_);
     const Eigen::Map<const Eigen::Matrix<Scalar, 1, Eigen::Dynamic>> bias_row(params_ + in_ * out_, out_);
@@ -79,16 +93,22 @@ class Linear : public Layer<Scalar> {
 
   // Returns dL/d input; keeps dL/d output for the gradient functions below.
   RowMajorMatrix<Scalar> backward(const ConstRowsRef<Scalar>& output_grad) override {
-    DPSGD_CHECK_ARG(output_grad.rows() == input_.rows() && output_grad.cols() == out_,
-                    "output_grad must be " << input_.rows() << " x " << out_ << ", got " << output_grad.rows() << " x "
+    DPSGD_CHECK_ARG(output_grad.rows() == rows_ && output_grad.cols() == out_,
+                    "output_grad must be " << rows_ << " x " << out_ << ", got " << output_grad.rows() << " x "
                                            << output_grad.cols());
-    output_grad_ = output_grad;
+    if (weight_trainable_ || bias_trainable_) output_grad_ = output_grad;
     return output_grad * weight();
   }
 
-  // Ghost norms of this layer's per-example gradients into column `group`.
+  // Ghost norms of this layer's per-example gradients (of its trainable parts) into column `group`.
   void accumulate_squared_norms(std::int64_t batch, SquaredNorms& squared_norms, int group) const override {
-    accumulate_linear_squared_norms<Scalar>(input_, output_grad_, batch, bias_, squared_norms, group);
+    if (weight_trainable_) {
+      accumulate_linear_squared_norms<Scalar>(input_, output_grad_, batch, bias_trainable_, squared_norms, group);
+    } else if (bias_trainable_) {
+      // Bias only (DP-BiTFiT): the per-example gradients are out_features numbers, clipped as dense rows.
+      dpsgd::accumulate_squared_norms<Scalar>(linear_bias_per_example_gradients<Scalar>(output_grad_, batch),
+                                              squared_norms, group);
+    }
   }
 
   // grad_slice (this layer's slice of the model gradient) += sum_i c_i grad_i.
@@ -96,15 +116,29 @@ class Linear : public Layer<Scalar> {
                                    std::span<Scalar> grad_slice) const override {
     DPSGD_CHECK_ARG(static_cast<std::int64_t>(grad_slice.size()) == num_parameters(),
                     "grad_slice must have " << num_parameters() << " entries, got " << grad_slice.size());
-    Eigen::Map<RowMajorMatrix<Scalar>> weight_grad(grad_slice.data(), out_, in_);
-    accumulate_linear_clipped_gradient<Scalar>(input_, output_grad_, batch, factors, group, weight_grad,
-                                               bias_ ? grad_slice.subspan(in_ * out_) : std::span<Scalar>{});
+    const std::span<Scalar> bias_grad = bias_trainable_ ? grad_slice.subspan(in_ * out_) : std::span<Scalar>{};
+    if (weight_trainable_) {
+      Eigen::Map<RowMajorMatrix<Scalar>> weight_grad(grad_slice.data(), out_, in_);
+      accumulate_linear_clipped_gradient<Scalar>(input_, output_grad_, batch, factors, group, weight_grad, bias_grad);
+    } else if (bias_trainable_) {
+      accumulate_clipped_sum<Scalar>(linear_bias_per_example_gradients<Scalar>(output_grad_, batch), factors, group,
+                                     bias_grad);
+    }
   }
 
  private:
+  RowMajorMatrix<Scalar> frozen_forward(const ConstRowsRef<Scalar>& input) const {
+    RowMajorMatrix<Scalar> output = input * weight().transpose();
+    if (bias_)
+      output.rowwise() += Eigen::Map<const Eigen::Matrix<Scalar, 1, Eigen::Dynamic>>(params_ + in_ * out_, out_);
+    return output;
+  }
+
   std::int64_t in_, out_;
   bool bias_;
+  bool weight_trainable_ = true, bias_trainable_ = bias_;
   Scalar* params_ = nullptr;
+  Eigen::Index rows_ = 0;
   RowMajorMatrix<Scalar> input_;
   RowMajorMatrix<Scalar> output_grad_;
 };

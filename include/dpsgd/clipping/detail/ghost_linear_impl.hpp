@@ -59,15 +59,14 @@ double sequence_example_bound(const Rows& a, const Rows& g, bool has_bias, Ghost
   using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>;
   using ScalarMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   const Eigen::Index t = a.rows(), d_in = a.cols(), d_out = g.cols();
-  // w = sum_t ||a_t|| ||dy_t|| and w_b = sum_t ||dy_t||, from row norms bounded from above.
+  // w = sum_t ||a_t|| ||dy_t|| and w_b = sum_t ||dy_t||, from row norms bounded from above: the
+  // vectorised, overflow-safe row norms of the dense path with their bound (row_norms.hpp).
   double w = 0.0, w_bias = 0.0;
   for (Eigen::Index p = 0; p < t; ++p) {
-    const double na = std::sqrt(squared_sum_bound(a.row(p).template cast<double>().squaredNorm(),
-                                                  rounding_gamma(static_cast<double>(d_in) + 8.0, kDoubleUnit),
-                                                  static_cast<double>(d_in) * 0x1p-1073));
-    const double ng = std::sqrt(squared_sum_bound(g.row(p).template cast<double>().squaredNorm(),
-                                                  rounding_gamma(static_cast<double>(d_out) + 8.0, kDoubleUnit),
-                                                  static_cast<double>(d_out) * 0x1p-1073));
+    const double na =
+        std::sqrt(row_squared_norm_bound<Scalar>(row_squared_norm(a.data() + p * a.outerStride(), d_in), d_in));
+    const double ng =
+        std::sqrt(row_squared_norm_bound<Scalar>(row_squared_norm(g.data() + p * g.outerStride(), d_out), d_out));
     w += na * ng;
     w_bias += ng;
   }
@@ -83,7 +82,7 @@ double sequence_example_bound(const Rows& a, const Rows& g, bool has_bias, Ghost
     weight_norm = gram_weight_norm_bound(gram_a.cwiseProduct(gram_g).sum(), w, static_cast<double>(d_in),
                                          static_cast<double>(d_out), static_cast<double>(t));
   } else {
-    const ScalarMatrix product = ScalarMatrix(g).transpose() * ScalarMatrix(a);
+    const ScalarMatrix product = g.transpose() * a;  // the blocks in place: no copies
     weight_norm =
         materialised_weight_norm_bound(product.template cast<double>().squaredNorm(), w,
                                        static_cast<double>(d_in * d_out), static_cast<double>(t), unit_of<Scalar>());
