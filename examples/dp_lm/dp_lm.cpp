@@ -289,12 +289,13 @@ class Trainer {
   std::int64_t steps_taken_ = 0;
 };
 
-void print_start(const Options& o, const dpsgd::TrainingRun& run, const LanguageModel& model, std::int64_t trainable,
+void print_start(const Options& o, const dpsgd::TrainingRun& run, const LanguageModel& model,
                  std::size_t test_cookies) {
   const dpsgd::DpSgdConfig& c = run.config();
   std::printf("dp_lm: mode %s (trainable %s), %lld parameters (%lld trainable), N=%lld cookies, %zu held out\n",
               o.s.mode.c_str(), o.s.trainable.c_str(), static_cast<long long>(model.num_parameters()),
-              static_cast<long long>(trainable), static_cast<long long>(run.sampler().dataset_size()), test_cookies);
+              static_cast<long long>(model.num_trainable()), static_cast<long long>(run.sampler().dataset_size()),
+              test_cookies);
   std::printf("  q=%.5f, capacity %lld in micro-batches of %lld, %lld steps, sigma=%.4f, C=%g%s\n", c.sampling_rate,
               static_cast<long long>(run.sampler().capacity()), static_cast<long long>(o.micro_batch),
               static_cast<long long>(run.planned_steps()), c.noise_multiplier, o.s.clip_norm,
@@ -348,9 +349,7 @@ int run_main(Options& o) {
   dpsgd::TrainingRun run(run_config(o, static_cast<std::int64_t>(train.size())), std::move(optimizer));
   LanguageModel model(o.s.model_config(), run.initialisation_seed());
   prepare_model(o, run, model);
-  std::int64_t trainable = 0;
-  for (const auto& r : model.trainable_ranges()) trainable += r.size;
-  print_start(o, run, model, trainable, corpus.private_test.size());
+  print_start(o, run, model, corpus.private_test.size());
 
   const dpsgd::StopSignal stop;
   Trainer trainer(o, run, model, train, corpus.private_test);

@@ -31,6 +31,7 @@ std::int64_t LanguageModel::num_parameters() const { return model_->num_paramete
 std::span<float> LanguageModel::parameters() { return model_->parameters(); }
 void LanguageModel::set_trainable(dpsgd::nn::Trainable trainable) { model_->set_trainable(trainable); }
 std::vector<dpsgd::nn::ParameterRange> LanguageModel::trainable_ranges() const { return model_->trainable_ranges(); }
+std::int64_t LanguageModel::num_trainable() const { return model_->num_trainable(); }
 
 void LanguageModel::add_batch_gradient(const Sequences& batch, std::span<const std::uint8_t> slot_mask,
                                        const dpsgd::ClipConfig* clip, std::span<float> gradient) {

@@ -27,6 +27,7 @@ class LanguageModel {
   void set_trainable(dpsgd::nn::Trainable trainable);
   // The runs of the parameter buffer that train, each a tensor of its own for the step's noise.
   std::vector<dpsgd::nn::ParameterRange> trainable_ranges() const;
+  std::int64_t num_trainable() const;
 
   // gradient += the sum over the batch's real slots of each sequence's gradient, clipped to `clip`
   // (private training) or plain when clip is null (non-private baselines, public pretraining).

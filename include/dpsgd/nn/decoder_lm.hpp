@@ -11,6 +11,7 @@
 #include "dpsgd/clipping/clip_factors.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
+#include "dpsgd/nn/composite_block.hpp"
 #include "dpsgd/nn/embedding.hpp"
 #include "dpsgd/nn/layer_norm.hpp"
 #include "dpsgd/nn/linear.hpp"
@@ -48,8 +49,9 @@ enum class Trainable : int {
 // a linear head to vocabulary logits (untied). Inputs are `batch` sequences of T <= context token
 // ids with a position mask (0 = padding); padding must sit at the end of a sequence (after its real
 // tokens), where causal attention keeps it from every real position. One example is one sequence.
+// The parts are laid out, bound, initialised and clipped as one CompositeBlock over the model's buffer.
 template <typename Scalar>
-class DecoderLM {
+class DecoderLM : private CompositeBlock<Scalar> {
  public:
   DecoderLM(const DecoderLMConfig& config, std::uint64_t init_seed)
       : config_((config.validate(), config)),
@@ -57,33 +59,23 @@ class DecoderLM {
         position_(config.context, config.d_model),
         final_norm_(config.d_model),
         head_(config.d_model, config.vocab_size, true) {
-    parts_.push_back(&token_);
-    parts_.push_back(&position_);
+    this->register_part(token_);
+    this->register_part(position_);
     for (std::int64_t l = 0; l < config.layers; ++l) {
       blocks_.push_back(std::make_unique<TransformerBlock<Scalar>>(config.d_model, config.heads, config.mlp_hidden));
-      parts_.push_back(blocks_.back().get());
+      this->register_part(*blocks_.back());
     }
-    parts_.push_back(&final_norm_);
-    parts_.push_back(&head_);
-    std::int64_t total = 0;
-    for (const auto* part : parts_) {
-      offsets_.push_back(total);
-      total += part->num_parameters();
-    }
-    offsets_.push_back(total);
-    params_.assign(static_cast<std::size_t>(total), Scalar{0});
-    std::uint32_t leaf = 0;
-    for (std::size_t k = 0; k < parts_.size(); ++k) {
-      parts_[k]->bind(params_.data() + offsets_[k]);
-      parts_[k]->initialize(init_seed, leaf);
-      leaf += parts_[k]->num_leaves();
-    }
+    this->register_part(final_norm_);
+    this->register_part(head_);
+    params_.assign(static_cast<std::size_t>(num_parameters()), Scalar{0});
+    this->bind(params_.data());
+    this->initialize(init_seed, 0);
   }
   DecoderLM(const DecoderLM&) = delete;  // parts point into params_
   DecoderLM& operator=(const DecoderLM&) = delete;
 
   const DecoderLMConfig& config() const { return config_; }
-  std::int64_t num_parameters() const { return static_cast<std::int64_t>(params_.size()); }
+  using CompositeBlock<Scalar>::num_parameters;
   std::span<Scalar> parameters() { return params_; }
   std::span<const Scalar> parameters() const { return params_; }
 
@@ -108,15 +100,7 @@ class DecoderLM {
   Trainable trainable() const { return trainable_; }
 
   // The trainable runs of the flat buffer, in order: the tensors a step noises and updates.
-  std::vector<ParameterRange> trainable_ranges() const {
-    std::vector<ParameterRange> ranges;
-    for (std::size_t k = 0; k < parts_.size(); ++k) {
-      for (const ParameterRange& range : parts_[k]->trainable_ranges()) {
-        ranges.push_back({offsets_[k] + range.offset, range.size});
-      }
-    }
-    return ranges;
-  }
+  using CompositeBlock<Scalar>::trainable_ranges;
   std::int64_t num_trainable() const {
     std::int64_t total = 0;
     for (const ParameterRange& range : trainable_ranges()) total += range.size;
@@ -170,9 +154,9 @@ class DecoderLM {
                     "DecoderLM clips flat: config must have 1 group, got " << config.num_groups());
     check_gradient(mask, gradient);
     SquaredNorms squared_norms = SquaredNorms::Zero(batch_, 1);
-    for (const auto* part : parts_) part->accumulate_squared_norms(batch_, squared_norms, 0);
+    this->accumulate_squared_norms(batch_, squared_norms, 0);
     ClipFactors factors = compute_clip_factors(squared_norms, mask, config);
-    accumulate(factors.factors, gradient);
+    this->accumulate_clipped_gradient(batch_, factors.factors, 0, gradient);
     return factors;
   }
 
@@ -181,7 +165,7 @@ class DecoderLM {
     check_gradient(mask, gradient);
     Eigen::MatrixXd ones(batch_, 1);
     for (std::int64_t i = 0; i < batch_; ++i) ones(i, 0) = mask[static_cast<std::size_t>(i)] != 0 ? 1.0 : 0.0;
-    accumulate(ones, gradient);
+    this->accumulate_clipped_gradient(batch_, ones, 0, gradient);
   }
 
  private:
@@ -192,21 +176,11 @@ class DecoderLM {
     DPSGD_CHECK_ARG(static_cast<std::int64_t>(gradient.size()) == num_parameters(),
                     "gradient must have num_parameters = " << num_parameters() << " entries, got " << gradient.size());
   }
-  void accumulate(const Eigen::MatrixXd& factors, std::span<Scalar> gradient) const {
-    for (std::size_t k = 0; k < parts_.size(); ++k) {
-      parts_[k]->accumulate_clipped_gradient(batch_, factors, 0,
-                                             gradient.subspan(static_cast<std::size_t>(offsets_[k]),
-                                                              static_cast<std::size_t>(offsets_[k + 1] - offsets_[k])));
-    }
-  }
-
   DecoderLMConfig config_;
   Embedding<Scalar> token_, position_;
   std::vector<std::unique_ptr<TransformerBlock<Scalar>>> blocks_;
   LayerNorm<Scalar> final_norm_;
   Linear<Scalar> head_;
-  std::vector<ParameterBlock<Scalar>*> parts_;
-  std::vector<std::int64_t> offsets_;
   std::vector<Scalar> params_;
   Trainable trainable_ = Trainable::kAll;
   std::int64_t batch_ = 0;

@@ -7,6 +7,7 @@
 
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
+#include "dpsgd/nn/detail/softmax_row.hpp"
 
 namespace dpsgd::nn {
 
@@ -33,18 +34,14 @@ LossAndGradient<Scalar> softmax_cross_entropy(const ConstRowsRef<Scalar>& logits
                   "mask.size() must equal the batch size " << batch << ", got " << mask.size());
   LossAndGradient<Scalar> result;
   result.logit_grads.setZero(batch, classes);
+  Eigen::RowVectorXd grad;
   for (Eigen::Index i = 0; i < batch; ++i) {
     if (mask[static_cast<std::size_t>(i)] == 0) continue;
     const std::int32_t label = labels[static_cast<std::size_t>(i)];
     DPSGD_CHECK_ARG(label >= 0 && label < classes,
                     "labels[" << i << "] must be in [0, " << classes << "), got " << label);
-    const auto row = logits.row(i).template cast<double>();
-    const double max_logit = row.maxCoeff();
-    const Eigen::RowVectorXd shifted_exp = (row.array() - max_logit).exp().matrix();
-    const double normalizer = shifted_exp.sum();
-    result.total_loss += std::log(normalizer) - (row(label) - max_logit);
-    result.logit_grads.row(i) = (shifted_exp / normalizer).template cast<Scalar>();
-    result.logit_grads(i, label) -= Scalar{1};
+    result.total_loss += detail::softmax_cross_entropy_row(logits.row(i), label, grad);
+    result.logit_grads.row(i) = grad.template cast<Scalar>();
     ++result.num_examples;
   }
   return result;

@@ -7,6 +7,7 @@
 
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
+#include "dpsgd/nn/detail/softmax_row.hpp"
 
 namespace dpsgd::nn {
 
@@ -36,6 +37,7 @@ TokenLoss<Scalar> token_cross_entropy(const ConstRowsRef<Scalar>& logits, std::s
   const Eigen::Index t = rows / batch;
   TokenLoss<Scalar> result;
   result.logit_grads.setZero(rows, vocab);
+  Eigen::RowVectorXd grad;
   for (Eigen::Index i = 0; i < batch; ++i) {
     std::int64_t length = 0;
     for (Eigen::Index s = i * t; s < (i + 1) * t; ++s) length += position_mask[static_cast<std::size_t>(s)] != 0;
@@ -46,13 +48,7 @@ TokenLoss<Scalar> token_cross_entropy(const ConstRowsRef<Scalar>& logits, std::s
       const std::int32_t target = targets[static_cast<std::size_t>(s)];
       DPSGD_CHECK_ARG(target >= 0 && target < vocab,
                       "targets[" << s << "] must be in [0, " << vocab << "), got " << target);
-      const auto row = logits.row(s).template cast<double>();
-      const double max_logit = row.maxCoeff();
-      const Eigen::RowVectorXd shifted_exp = (row.array() - max_logit).exp().matrix();
-      const double normalizer = shifted_exp.sum();
-      result.total_loss += std::log(normalizer) - (row(target) - max_logit);
-      Eigen::RowVectorXd grad = shifted_exp / normalizer;
-      grad(target) -= 1.0;
+      result.total_loss += detail::softmax_cross_entropy_row(logits.row(s), target, grad);
       result.logit_grads.row(s) = (weight * grad).template cast<Scalar>();
     }
     result.num_tokens += length;
