@@ -7,7 +7,7 @@
 set -euo pipefail
 root=${1:-.}
 declare -A rank=([core]=0 [sampling]=1 [noise]=1 [clipping]=1 [accounting]=1 [data]=1
-                 [optim]=2 [cuda]=2 [nn]=3 [audit]=3 [torch]=3)
+                 [optim]=2 [cuda]=2 [nn]=3 [audit]=3 [torch]=3 [mpi]=3)
 bad=0
 while IFS= read -r header; do
   folder=$(echo "$header" | sed -E 's|.*/include/dpsgd/([a-z_]+)/.*|\1|')

@@ -3,8 +3,9 @@
 # all are present. Everything comes from Debian's archive: nothing is fetched at build time.
 # Usage: install-deps.sh          what the library, its tests and the main job need
 #        install-deps.sh --all    also the optional components' dependencies (LibTorch: about 165
-#                                 packages) and the language-model example's text (fortunes), for
-#                                 the test command that builds and tests everything
+#                                 packages), OpenMPI (the dpsgd::mpi component) and the language-model
+#                                 example's text (fortunes), for the test command that builds and
+#                                 tests everything
 set -euo pipefail
 
 packages=(
@@ -24,6 +25,7 @@ case "${1:-}" in
   --all) packages+=(
     libtorch-dev  # LibTorch (CPU): the dpsgd::torch component
     fortunes      # fortune cookies: the text of the dp_lm example
+    libopenmpi-dev openmpi-bin  # OpenMPI: the dpsgd::mpi component and its mpirun tests
   ) ;;
   "") ;;
   *) echo "install-deps: unknown option $1 (use --all or nothing)" >&2; exit 2 ;;

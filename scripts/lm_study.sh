@@ -2,7 +2,7 @@
 # Runs the language-model table of docs/language_models.md: DP training from scratch, non-private
 # pretraining on the public cookies, and DP fine-tuning (full, bias-only, last layer) at epsilon 1, 3
 # and 8, each with its non-private baseline; one metrics JSON per run in OUT_DIR, then the table.
-# Usage: scripts/lm_study.sh [BUILD_DIR] [OUT_DIR]     (about 35 minutes on the 2-core machine)
+# Usage: scripts/lm_study.sh [BUILD_DIR] [OUT_DIR]     (about 25 minutes on the 2-core machine)
 set -euo pipefail
 build=${1:-build}
 out=${2:-lm-study}

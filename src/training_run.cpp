@@ -161,11 +161,64 @@ TrainingRun::TrainingRun(TrainingRunConfig config, std::unique_ptr<Optimizer<flo
   } else {
     create();
   }
+  start_stepping(std::move(optimizer));
+  if (resumed_) restore_checkpoint();
+}
+
+// The sampler and the step driver, from the seed: every batch and noise vector follows from (seed, step).
+void TrainingRun::start_stepping(std::unique_ptr<Optimizer<float>> optimizer) {
   initialisation_seed_ = mix(seed_);
   sampler_.emplace(config_.dataset_size, config_.sampling_rate, config_.capacity, seed_ + 2);
   dp_ = std::make_unique<DpSgd<float>>(DpSgdConfig::for_sampler(*sampler_, config_.noise_multiplier, config_.clip),
                                        std::move(optimizer), seed_ + 1, &ledger_);
-  if (resumed_) restore_checkpoint();
+}
+
+nlohmann::json TrainingRun::replica_state() const {
+  DPSGD_CHECK_ARG(!replica_, "replica_state: ask the run that owns the files, not a replica");
+  return {{"definition", definition_},
+          {"planned_steps", config_.steps},
+          {"seed", seed_},
+          {"next_step", dp_->next_step()},
+          {"ledger", ledger_.to_json()},
+          {"optimizer", dp_->optimizer().state()},
+          {"extra", restored_extra_},
+          {"resumed", resumed_},
+          {"notes", notes_}};
+}
+
+std::unique_ptr<TrainingRun> TrainingRun::replica(TrainingRunConfig config, const nlohmann::json& state,
+                                                  std::vector<float> restored_parameters,
+                                                  std::unique_ptr<Optimizer<float>> optimizer) {
+  return std::unique_ptr<TrainingRun>(
+      new TrainingRun(ReplicaTag{}, std::move(config), state, std::move(restored_parameters), std::move(optimizer)));
+}
+
+TrainingRun::TrainingRun(ReplicaTag, TrainingRunConfig config, const nlohmann::json& state,
+                         std::vector<float> parameters, std::unique_ptr<Optimizer<float>> optimizer)
+    : config_(std::move(config)), replica_(true) {
+  validate(config_);
+  DPSGD_CHECK_ARG(optimizer != nullptr, "optimizer must not be null");
+  DPSGD_CHECK_ARG(state.is_object() && state.contains("definition") && state.contains("seed") &&
+                      state.contains("next_step") && state.contains("ledger"),
+                  "replica state is not one TrainingRun::replica_state() wrote");
+  definition_ = definition_of(config_);
+  nlohmann::json stored = state.at("definition");
+  if (stored.is_object() && stored.contains(kRunId)) definition_[kRunId] = stored[kRunId];
+  if (stored != definition_) {
+    throw InvalidArgument("dpsgd::TrainingRun: a replica must be opened with the writer's mechanism and settings: " +
+                          differences(stored, definition_));
+  }
+  config_.steps = state.value("planned_steps", config_.steps);
+  seed_ = state.at("seed").get<std::uint64_t>();
+  resumed_ = state.value("resumed", false);
+  notes_ = state.value("notes", std::vector<std::string>{});
+  ledger_ = PrivacyLedger::from_json(state.at("ledger"));  // in memory: the writer persists
+  start_stepping(std::move(optimizer));
+  if (state.contains("optimizer")) dp_->optimizer().set_state(state.at("optimizer"));
+  restored_parameters_ = std::move(parameters);
+  restored_extra_ = state.value("extra", nlohmann::json::object());
+  const std::uint64_t next = state.at("next_step").get<std::uint64_t>();
+  if (next > 0) dp_->resume_at(next);
 }
 
 // A new run's files are written into a hidden sibling directory and renamed into place together:
@@ -280,6 +333,7 @@ void TrainingRun::step(std::span<const std::span<float>> params, std::span<const
 }
 
 void TrainingRun::checkpoint(std::span<const float> params, const nlohmann::json& extra) {
+  DPSGD_CHECK_ARG(!replica_, "checkpoint: a replica owns no files; the writer process saves the run");
   const std::size_t bad = detail::first_nonfinite<float>(params);
   DPSGD_CHECK_ARG(bad == params.size(), "params[" << bad << "] is " << params[bad]
                                                   << ": a non-finite model is not saved; the last checkpoint is kept");

@@ -38,6 +38,11 @@ void check_cancelling_draws(std::int64_t t, std::int64_t d_in, double offset, Cl
       EXPECT_LE(test::released_linear_ratio(one, false, config, method), kAllowance);
       EXPECT_LE(test::released_linear_ratio(one, true, config, method), kAllowance);
     }
+    // The kept-rows route (nn::Linear on sequences): the float products are the rows clipped.
+    for (const bool bias : {false, true}) {
+      EXPECT_LE(test::released_dense_ratio(linear_per_example_gradients<float>(one.a, one.dy, 1, bias), config),
+                kAllowance);
+    }
     naive_worst =
         std::max(naive_worst, test::released_with_norm(one, test::naive_gram_squared_norm(one.a, one.dy), config));
   }
@@ -156,7 +161,8 @@ TEST(ClipBound, BiasOnlyGradientsAreClippedAsTheirRows) {
 // perturbs the worst instance to push the ratio up. Fixed seeds; the bound is deterministic, so a
 // failure here is a violation (no false-failure probability).
 struct SearchInstance {
-  int route;  // 0 ghost sequence (cancelling), 1 ghost T = 1, 2 dense row, 3 dense per-group
+  int route;  // 0 ghost sequence (cancelling), 1 ghost T = 1, 2 dense row, 3 dense per-group,
+              // 4 kept per-example rows of a cancelling sequence
   bool is_float, bias;
   std::int64_t t, d_in, d_out;
   double offset, spread, residual, times, clip, magnitude;
@@ -180,6 +186,11 @@ double search_ratio(const SearchInstance& s, std::uint64_t seed) {
       const LinearBatch<Scalar> one =
           test::cancelling_example<Scalar>(gen, s.t, s.d_in, s.d_out, s.offset, s.spread, s.residual, s.times, s.clip);
       return test::released_linear_ratio(one, s.bias, config, static_cast<GhostNormMethod>(s.method));
+    }
+    case 4: {
+      const LinearBatch<Scalar> one =
+          test::cancelling_example<Scalar>(gen, s.t, s.d_in, s.d_out, s.offset, s.spread, s.residual, s.times, s.clip);
+      return test::released_dense_ratio(linear_per_example_gradients<Scalar>(one.a, one.dy, 1, s.bias), config);
     }
     case 1: {
       LinearBatch<Scalar> one{RowMajorMatrix<Scalar>(1, s.d_in), RowMajorMatrix<Scalar>(1, s.d_out), 1};
@@ -216,7 +227,7 @@ TEST(ClipBound, RandomisedAdversarialSearchFindsNoViolation) {
   SearchInstance worst_instance{};
   std::uint64_t worst_seed = 0;
   for (int trial = 0; trial < 1500; ++trial) {
-    const SearchInstance s{pick(rng) % 4,      pick(rng) % 2 == 0, pick(rng) % 2 == 0, 1 + pick(rng) % 40,
+    const SearchInstance s{pick(rng) % 5,      pick(rng) % 2 == 0, pick(rng) % 2 == 0, 1 + pick(rng) % 40,
                            1 + pick(rng) % 24, 1 + pick(rng) % 12, decade(-3, 3),      decade(-5, -1),
                            decade(-12, -2),    decade(-1, 5),      decade(-19, 2),     decade(0, 1) * 10.0,
                            pick(rng) % 3,      pick(rng) % 2};

@@ -206,6 +206,28 @@ TEST(GhostLinear, BiasOnlyPerExampleGradients) {
     EXPECT_LT((g.row(i).cast<long double>() - per_example_bias_grad(l, i)).norm(), 1e-14L);
 }
 
+TEST(GhostLinear, KeptPerExampleRowsAreThePerExampleGradients) {
+  std::mt19937_64 rng(9);
+  const LayerData l = random_layer(rng, 3, 5, 4, 2);
+  for (const bool bias : {false, true}) {
+    const RowMajorMatrix<double> rows = linear_per_example_gradients<double>(l.a, l.dy, 3, bias);
+    ASSERT_EQ(rows.rows(), 3);
+    ASSERT_EQ(rows.cols(), bias ? 2 * 4 + 2 : 2 * 4);
+    for (std::int64_t i = 0; i < 3; ++i) {
+      const MatrixLd w = per_example_weight_grad(l, i);  // 2 x 4, laid out row-major as W is
+      for (Eigen::Index o = 0; o < 2; ++o) {
+        for (Eigen::Index k = 0; k < 4; ++k) EXPECT_NEAR(rows(i, o * 4 + k), static_cast<double>(w(o, k)), 1e-14);
+      }
+      if (bias) {
+        EXPECT_LT((rows.row(i).tail(2).cast<long double>() - per_example_bias_grad(l, i)).norm(), 1e-14L);
+      }
+    }
+  }
+  EXPECT_THROW(linear_per_example_gradients<double>(l.a, l.dy, 4, true), InvalidArgument);  // 15 % 4 != 0
+  EXPECT_THROW(linear_per_example_gradients<double>(l.a, l.dy.topRows(10), 3, true), InvalidArgument);
+  EXPECT_THROW(linear_per_example_gradients<double>(l.a, l.dy, 0, true), InvalidArgument);
+}
+
 TEST(GhostLinear, RejectsBadArguments) {
   RowMajorMatrix<float> a = RowMajorMatrix<float>::Ones(6, 3), dy = RowMajorMatrix<float>::Ones(6, 2);
   RowMajorMatrix<float> dy_short = RowMajorMatrix<float>::Ones(5, 2);

@@ -16,6 +16,7 @@
 #include "dpsgd/nn/causal_self_attention.hpp"
 #include "dpsgd/nn/decoder_lm.hpp"
 #include "dpsgd/nn/layer_norm.hpp"
+#include "dpsgd/nn/linear.hpp"
 #include "dpsgd/nn/token_cross_entropy.hpp"
 #include "dpsgd/sampling/micro_batches.hpp"
 
@@ -122,6 +123,45 @@ TEST(CausalSelfAttention, GradientsMatchFiniteDifferencesAndStayCausal) {
     if (row == t - 1) continue;
     EXPECT_EQ((before.row(row) - after.row(row)).norm(), 0.0) << "row " << row;
   }
+}
+
+// nn::Linear on sequences keeps each example's gradient as a dense row where that is cheaper than a
+// ghost norm plus a second GEMM; the limit 0 forces the ghost route. Both must clip alike, and the
+// kept rows must follow each new backward pass.
+TEST(SequenceLinear, KeptRowsAndGhostRouteClipAlike) {
+  std::mt19937_64 rng(21);
+  const std::int64_t batch = 4, t = 6, in = 5, out = 7;
+  const Matrix x = random_matrix(rng, batch * t, in);
+  std::vector<double> params(static_cast<std::size_t>(in * out + out));
+  for (double& p : params) p = std::normal_distribution<double>(0.0, 0.5)(rng);
+  Linear<double> rows_route(in, out), ghost_route(in, out);
+  rows_route.bind(params.data());
+  ghost_route.bind(params.data());
+  ghost_route.set_per_example_rows_limit(0);
+  const std::vector<std::uint8_t> mask{1, 1, 0, 1};
+  for (int pass = 0; pass < 2; ++pass) {
+    const Matrix dy = random_matrix(rng, batch * t, out, pass == 0 ? 1.0 : 3.0);
+    std::vector<std::vector<double>> sums;
+    std::vector<SquaredNorms> norms;
+    for (Linear<double>* layer : {&rows_route, &ghost_route}) {
+      layer->forward(x);
+      layer->backward(dy);
+      norms.push_back(SquaredNorms::Zero(batch, 1));
+      layer->accumulate_squared_norms(batch, norms.back(), 0);
+      const ClipFactors f = compute_clip_factors(norms.back(), mask, ClipConfig::flat(0.5));
+      sums.emplace_back(params.size(), 0.0);
+      layer->accumulate_clipped_gradient(batch, f.factors, 0, sums.back());
+    }
+    for (std::int64_t i = 0; i < batch; ++i) EXPECT_NEAR(norms[0](i, 0), norms[1](i, 0), 1e-10 * norms[1](i, 0));
+    for (std::size_t j = 0; j < params.size(); ++j) EXPECT_NEAR(sums[0][j], sums[1][j], 1e-12) << "pass " << pass;
+  }
+  // Without norms first (the non-private sum) nothing is kept: the plain GEMM route, same result.
+  const Eigen::MatrixXd ones = Eigen::MatrixXd::Ones(batch, 1);
+  std::vector<double> plain_rows(params.size(), 0.0), plain_ghost(params.size(), 0.0);
+  rows_route.accumulate_clipped_gradient(batch, ones, 0, plain_rows);
+  ghost_route.accumulate_clipped_gradient(batch, ones, 0, plain_ghost);
+  EXPECT_EQ(plain_rows, plain_ghost);
+  EXPECT_THROW(rows_route.set_per_example_rows_limit(-1), InvalidArgument);
 }
 
 TEST(TokenCrossEntropy, PerExampleMeanAndItsGradient) {

@@ -72,6 +72,48 @@ TEST_F(TrainingRuns, ChargesTruncationAndKeepsTheSeedApart) {
   EXPECT_EQ(read_file((dir_ / "run" / "checkpoint.json").string()).find("\"seed\":11"), std::string::npos);
 }
 
+// A replica (a data-parallel rank other than the writer) takes exactly the writer's steps from its
+// state, with no files; one opened with another mechanism is refused.
+TEST_F(TrainingRuns, AReplicaTakesTheWritersStepsAndOwnsNoFiles) {
+  TrainingRunConfig writer_config = config(TrainingRunConfig::Start::kNew);
+  writer_config.seed.reset();  // a secret seed from the OS: the replica can only follow it through the state
+  TrainingRun writer(writer_config, std::make_unique<Momentum<float>>(0.1, 0.9));
+  std::vector<float> params(4, 0.0f);
+  train(writer, params, 3);
+  writer.checkpoint(params);
+  TrainingRunConfig replica_config = config(TrainingRunConfig::Start::kNew);
+  replica_config.directory = (dir_ / "elsewhere").string();  // never created
+  replica_config.seed.reset();
+  auto replica =
+      TrainingRun::replica(replica_config, writer.replica_state(), params, std::make_unique<Momentum<float>>(0.1, 0.9));
+  EXPECT_TRUE(replica->is_replica());
+  EXPECT_EQ(replica->next_step(), 3u);
+  EXPECT_EQ(replica->ledger().steps(), 3);
+  EXPECT_EQ(replica->restored_parameters(), params);
+  std::vector<float> mirrored = params;
+  for (int s = 0; s < 4; ++s) {
+    const Batch a = writer.next_batch(), b = replica->next_batch();
+    EXPECT_EQ(a.indices, b.indices);
+    std::vector<float> g1(4, 0.25f * static_cast<float>(s + 1)), g2 = g1;
+    writer.step(params, g1, a);
+    replica->step(mirrored, g2, b);
+  }
+  EXPECT_EQ(mirrored, params);  // same noise and the same optimiser state: the same bits
+  EXPECT_EQ(replica->ledger().to_json(), writer.ledger().to_json());
+  EXPECT_DOUBLE_EQ(replica->epsilon(1e-5), writer.epsilon(1e-5));
+  EXPECT_FALSE(fs::exists(dir_ / "elsewhere"));
+  EXPECT_THROW(replica->checkpoint(mirrored), InvalidArgument);
+  EXPECT_THROW(replica->replica_state(), InvalidArgument);
+  // Control: a replica started with another noise multiplier or settings is refused.
+  TrainingRunConfig louder = replica_config;
+  louder.noise_multiplier = 2.0;
+  EXPECT_THROW(TrainingRun::replica(louder, writer.replica_state(), params, sgd()), InvalidArgument);
+  TrainingRunConfig other = replica_config;
+  other.settings = {{"learning_rate", 0.2}};
+  EXPECT_THROW(TrainingRun::replica(other, writer.replica_state(), params, sgd()), InvalidArgument);
+  EXPECT_THROW(TrainingRun::replica(replica_config, nlohmann::json::object(), params, sgd()), InvalidArgument);
+}
+
 TEST_F(TrainingRuns, ASecondNewRunIsRefusedAndChangesNothing) {
   { TrainingRun run(config(TrainingRunConfig::Start::kNew), sgd()); }
   const std::string ledger = read_file((dir_ / "run" / "ledger.json").string());

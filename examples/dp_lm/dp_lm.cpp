@@ -28,6 +28,8 @@
 #include "language_model.hpp"
 #include "output_checks.hpp"
 #include "run_outcome.hpp"
+#include "step_driver.hpp"
+#include "training_process.hpp"
 
 namespace {
 
@@ -84,7 +86,7 @@ struct Options {
   std::string metrics_out, plot_path, run_dir, save_model;
   std::optional<std::uint64_t> seed;
   std::optional<double> sigma;
-  bool resume = false;
+  bool resume = false, distributed = false;
 };
 
 std::optional<int> parse_options(int argc, char** argv, Options& o) {
@@ -128,6 +130,9 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
   app.add_option("--run-dir", o.run_dir, "the run's directory (default: a new one under runs/)");
   app.add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints")->check(CLI::PositiveNumber);
   app.add_flag("--resume", o.resume, "continue the run in --run-dir (or start it there if it holds none)");
+  app.add_flag("--distributed", o.distributed,
+               "data-parallel under mpirun: every rank clips its share of each batch, rank 0 writes the run "
+               "(builds with MPI only; see docs/distributed.md)");
   if (const auto status = dpsgd_example::parse_training_command_line(app, argc, argv, o.resume, o.run_dir))
     return status;
   if ((s.mode == "finetune") != !s.pretrained.empty()) {
@@ -183,10 +188,10 @@ double peak_memory_mb() {
 // into one gradient; the run noises it once, charges it once and updates the trainable tensors.
 class Trainer {
  public:
-  Trainer(const Options& o, dpsgd::TrainingRun& run, LanguageModel& model, const std::vector<std::string>& train,
-          const std::vector<std::string>& test)
-      : o_(o), run_(run), model_(model), train_(train), test_(test) {
-    history_ = history_from_json(run.restored_extra());
+  Trainer(const Options& o, dpsgd_example::StepDriver& driver, LanguageModel& model,
+          const std::vector<std::string>& train, const std::vector<std::string>& test)
+      : o_(o), driver_(driver), run_(driver.run()), model_(model), train_(train), test_(test) {
+    history_ = history_from_json(run_.restored_extra());
     gradient_.assign(static_cast<std::size_t>(model.num_parameters()), 0.0f);
     for (const dpsgd::nn::ParameterRange& r : model.trainable_ranges()) {
       params_.push_back(
@@ -196,22 +201,27 @@ class Trainer {
     }
   }
 
-  void train(const dpsgd::StopSignal& stop) {
+  // Returns whether it stopped early. With several processes each clips its own slots of the batch.
+  bool train(const dpsgd::StopSignal& stop) {
     const auto first_step = static_cast<std::int64_t>(run_.next_step());
     const auto start = std::chrono::steady_clock::now();
-    if (history_.empty()) evaluate(first_step);
-    while (!run_.finished() && !stop.requested()) {
+    if (history_.empty() && driver_.reports()) evaluate(first_step);
+    bool stopped = false;
+    while (!run_.finished() && !(stopped = driver_.stop_now(stop.requested()))) {
       const dpsgd::Batch batch = run_.next_batch();
-      batch_gradient(batch);
-      run_.step(params_, grads_, batch);
+      batch_gradient(dpsgd_example::slice_of(batch, driver_.slots(batch)));
+      driver_.step(params_, grads_, batch);
       check_finite();
       const auto done = static_cast<std::int64_t>(run_.next_step());
-      if (done % report_every() == 0 || run_.finished()) report_progress(done, first_step, start);
+      // Held-out evaluation and progress on the reporting process only; the others wait at the next step.
+      if (driver_.reports() && (done % report_every() == 0 || run_.finished()))
+        report_progress(done, first_step, start);
       if (done % o_.checkpoint_every == 0 || run_.finished()) checkpoint();
     }
-    if (stop.requested()) checkpoint();
+    if (stopped) checkpoint();
     train_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     steps_taken_ = static_cast<std::int64_t>(run_.next_step()) - first_step;
+    return stopped;
   }
 
   double epsilon() const {
@@ -274,10 +284,11 @@ class Trainer {
     history_.push_back({done, model_.bits_per_character(test_, std::min<std::int64_t>(200, test_count())), epsilon()});
   }
 
-  void checkpoint() { run_.checkpoint(model_.parameters(), history_to_json(history_)); }
+  void checkpoint() { driver_.checkpoint(model_.parameters(), history_to_json(history_)); }
 
   const Options& o_;
-  dpsgd::TrainingRun& run_;
+  dpsgd_example::StepDriver& driver_;
+  const dpsgd::TrainingRun& run_;
   LanguageModel& model_;
   const std::vector<std::string>& train_;
   const std::vector<std::string>& test_;
@@ -339,24 +350,18 @@ void prepare_model(const Options& o, const dpsgd::TrainingRun& run, LanguageMode
   model.set_trainable(o.s.trainable_parts());
 }
 
-int run_main(Options& o) {
-  const auto start = std::chrono::steady_clock::now();
-  dp_lm::Corpus corpus = dp_lm::read_corpus(o.s.data_dir);
-  const std::vector<std::string> train = training_cookies(o.s, corpus);
-  // A pretrained file that does not fit is refused before the run's files are created.
-  if (!o.s.pretrained.empty()) LanguageModel(o.s.model_config(), 0).load(o.s.pretrained);
-  auto optimizer = std::make_unique<dpsgd::Adam<float>>(o.s.learning_rate);
-  dpsgd::TrainingRun run(run_config(o, static_cast<std::int64_t>(train.size())), std::move(optimizer));
+// Training and its report, the same for one process and for the ranks of a distributed run.
+int train_and_report(const Options& o, dpsgd_example::StepDriver& driver, const dp_lm::Corpus& corpus,
+                     const std::vector<std::string>& train, std::chrono::steady_clock::time_point start) {
+  const dpsgd::TrainingRun& run = driver.run();
   LanguageModel model(o.s.model_config(), run.initialisation_seed());
   prepare_model(o, run, model);
-  print_start(o, run, model, corpus.private_test.size());
+  if (driver.reports()) print_start(o, run, model, corpus.private_test.size());
 
   const dpsgd::StopSignal stop;
-  Trainer trainer(o, run, model, train, corpus.private_test);
-  trainer.train(stop);
-  if (stop.requested()) {
-    return dpsgd_example::report_stop(stop, run, trainer.epsilon());
-  }
+  Trainer trainer(o, driver, model, train, corpus.private_test);
+  if (trainer.train(stop)) return dpsgd_example::report_stop(stop, run, trainer.epsilon());
+  if (!driver.reports()) return 0;
   const double bits = trainer.test_bits();
   const double epsilon = trainer.epsilon();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -371,6 +376,18 @@ int run_main(Options& o) {
   return 0;
 }
 
+int run_main(Options& o, const dpsgd_example::TrainingProcess& process) {
+  const auto start = std::chrono::steady_clock::now();
+  dp_lm::Corpus corpus = dp_lm::read_corpus(o.s.data_dir);
+  const std::vector<std::string> train = training_cookies(o.s, corpus);
+  // A pretrained file that does not fit is refused before the run's files are created.
+  if (!o.s.pretrained.empty()) LanguageModel(o.s.model_config(), 0).load(o.s.pretrained);
+  return process.run_training(
+      [&] { return run_config(o, static_cast<std::int64_t>(train.size())); },
+      std::make_unique<dpsgd::Adam<float>>(o.s.learning_rate),
+      [&](dpsgd_example::StepDriver& driver) { return train_and_report(o, driver, corpus, train, start); });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -378,10 +395,13 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   Options options;
   if (const auto status = parse_options(argc, argv, options)) return *status;
+  const dpsgd_example::TrainingProcess process(options.distributed, argc, argv);
   if (options.run_dir.empty()) options.run_dir = dpsgd::TrainingRun::fresh_directory("runs", "dp_lm");
-  if (!dpsgd_example::outputs_usable(
-          {{"--metrics-out", options.metrics_out}, {"--plot", options.plot_path}, {"--save-model", options.save_model}},
-          options.run_dir, options.resume))
+  // Checked before anything is created, where the run's files are (rank 0), and agreed by all ranks.
+  if (!process.agreed(!process.reports() || dpsgd_example::outputs_usable({{"--metrics-out", options.metrics_out},
+                                                                           {"--plot", options.plot_path},
+                                                                           {"--save-model", options.save_model}},
+                                                                          options.run_dir, options.resume)))
     return 2;
-  return dpsgd_example::run_reporting_errors([&] { return run_main(options); });
+  return dpsgd_example::run_reporting_errors([&] { return run_main(options, process); });
 }

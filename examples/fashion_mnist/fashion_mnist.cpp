@@ -27,6 +27,8 @@
 #include "eval_history.hpp"
 #include "output_checks.hpp"
 #include "run_outcome.hpp"
+#include "step_driver.hpp"
+#include "training_process.hpp"
 
 namespace {
 
@@ -62,7 +64,7 @@ struct Options {
   std::string metrics_out, plot_path, run_dir;
   std::optional<std::uint64_t> seed;
   std::optional<double> sigma;
-  bool resume = false;
+  bool resume = false, distributed = false;
 };
 
 // Pixel statistics of the Fashion-MNIST training set (public constants of the data set).
@@ -96,6 +98,9 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
                  "the run's directory: definition, ledger, secret seed, checkpoint (default: a new one under runs/)");
   app.add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints")->check(CLI::PositiveNumber);
   app.add_flag("--resume", o.resume, "continue the run in --run-dir (or start it there if it holds none)");
+  app.add_flag("--distributed", o.distributed,
+               "data-parallel under mpirun: every rank clips its share of each batch, rank 0 writes the run "
+               "(builds with MPI only; see docs/distributed.md)");
   return dpsgd_example::parse_training_command_line(app, argc, argv, o.resume, o.run_dir);
 }
 
@@ -138,32 +143,40 @@ dpsgd::TrainingRunConfig run_config(const Options& o, std::int64_t n) {
 // The private training loop and what it shows: the run, the model, the data, the history it extends.
 class Trainer {
  public:
-  Trainer(const Options& o, dpsgd::TrainingRun& run, Classifier& model, const dpsgd::LabelledImages& train,
+  Trainer(const Options& o, dpsgd_example::StepDriver& driver, Classifier& model, const dpsgd::LabelledImages& train,
           const dpsgd::LabelledImages& test)
-      : o_(o), run_(run), model_(model), train_(train), test_(test) {
-    history_ = history_from_json(run.restored_extra());
+      : o_(o), driver_(driver), run_(driver.run()), model_(model), train_(train), test_(test) {
+    history_ = history_from_json(run_.restored_extra());
   }
 
-  // Trains until the plan is done or a stop is requested; checkpoints as it goes and at the end.
-  void train(const dpsgd::StopSignal& stop) {
-    const std::int64_t capacity = run_.config().capacity;
-    RowMajorMatrix<float> inputs(capacity, 784);
-    std::vector<std::int32_t> labels(static_cast<std::size_t>(capacity));
+  // Trains until the plan is done or a stop is requested; checkpoints as it goes and at the end. With
+  // several processes each clips its own slots of the batch (the driver sums them).
+  // Returns whether it stopped early.
+  bool train(const dpsgd::StopSignal& stop) {
     std::vector<float> gradient(static_cast<std::size_t>(model_.num_parameters()));
     const auto first_step = static_cast<std::int64_t>(run_.next_step());
     const auto start = std::chrono::steady_clock::now();
-    while (!run_.finished() && !stop.requested()) {
+    RowMajorMatrix<float> inputs;
+    std::vector<std::int32_t> labels;
+    bool stopped = false;
+    while (!run_.finished() && !(stopped = driver_.stop_now(stop.requested()))) {
       const dpsgd::Batch batch = run_.next_batch();
-      dpsgd::gather_batch<float>(batch, train_.images, train_.labels, inputs, labels);
-      model_.batch_gradient(inputs, labels, batch.mask, o_.s.no_privacy ? nullptr : &run_.config().clip, gradient);
-      run_.step(model_.parameters(), gradient, batch);
+      const dpsgd::Batch mine = dpsgd_example::slice_of(batch, driver_.slots(batch));
+      inputs.resize(static_cast<Eigen::Index>(mine.indices.size()), 784);
+      labels.resize(mine.indices.size());
+      dpsgd::gather_batch<float>(mine, train_.images, train_.labels, inputs, labels);
+      model_.batch_gradient(inputs, labels, mine.mask, o_.s.no_privacy ? nullptr : &run_.config().clip, gradient);
+      driver_.step(model_.parameters(), gradient, batch);
       check_finite();
       const auto done = static_cast<std::int64_t>(run_.next_step());
-      if (done % report_every() == 0 || run_.finished()) report_progress(done, first_step, start);
-      if (done % steps_per_epoch() == 0 || run_.finished()) evaluate(done);
+      // Progress and evaluation use only held-out data; other ranks skip them and wait at the next step.
+      if (driver_.reports() && (done % report_every() == 0 || run_.finished()))
+        report_progress(done, first_step, start);
+      if (driver_.reports() && (done % steps_per_epoch() == 0 || run_.finished())) evaluate(done);
       if (done % o_.checkpoint_every == 0 || run_.finished()) checkpoint();
     }
-    if (stop.requested()) checkpoint();
+    if (stopped) checkpoint();
+    return stopped;
   }
 
   double final_accuracy() { return history_.empty() ? model_.accuracy(test_) : history_.back().value; }
@@ -209,10 +222,11 @@ class Trainer {
                 static_cast<long long>(done), history_.back().epsilon);
   }
 
-  void checkpoint() { run_.checkpoint(model_.parameters(), history_to_json(history_)); }
+  void checkpoint() { driver_.checkpoint(model_.parameters(), history_to_json(history_)); }
 
   const Options& o_;
-  dpsgd::TrainingRun& run_;
+  dpsgd_example::StepDriver& driver_;
+  const dpsgd::TrainingRun& run_;
   Classifier& model_;
   const dpsgd::LabelledImages &train_, &test_;
   std::vector<EvalPoint> history_;
@@ -264,26 +278,26 @@ void write_outputs(const Options& o, const Trainer& trainer, double test_accurac
   }
 }
 
-int run_main(Options& o) {
-  const auto start = std::chrono::steady_clock::now();
-  const dpsgd::LabelledImages train = load(o.s.data_dir, "train", o.s.train_subset);
-  const dpsgd::LabelledImages test = load(o.s.data_dir, "t10k", o.test_subset);
-  auto optimizer = std::make_unique<dpsgd::Momentum<float>>(o.s.learning_rate, o.s.momentum);
-  dpsgd::TrainingRun run(run_config(o, train.images.rows()), std::move(optimizer));
+// The model, from the run's initialisation seed or the checkpoint it resumes from.
+void restore(const dpsgd::TrainingRun& run, Classifier& model) {
+  if (run.restored_parameters().empty()) return;
+  if (static_cast<std::int64_t>(run.restored_parameters().size()) != model.num_parameters())
+    throw dpsgd::FormatError("checkpoint refused: its parameter count differs from the model's");
+  std::copy(run.restored_parameters().begin(), run.restored_parameters().end(), model.parameters().begin());
+}
+
+// Training and its report, the same for one process and for the ranks of a distributed run.
+int train_and_report(const Options& o, dpsgd_example::StepDriver& driver, const dpsgd::LabelledImages& train,
+                     const dpsgd::LabelledImages& test, std::chrono::steady_clock::time_point start) {
+  const dpsgd::TrainingRun& run = driver.run();
   Classifier model(o.s.model, run.initialisation_seed());
-  if (!run.restored_parameters().empty()) {
-    if (static_cast<std::int64_t>(run.restored_parameters().size()) != model.num_parameters())
-      throw dpsgd::FormatError("checkpoint refused: its parameter count differs from the model's");
-    std::copy(run.restored_parameters().begin(), run.restored_parameters().end(), model.parameters().begin());
-  }
-  print_start(o, run, model);
+  restore(run, model);
+  if (driver.reports()) print_start(o, run, model);
 
   const dpsgd::StopSignal stop;
-  Trainer trainer(o, run, model, train, test);
-  trainer.train(stop);
-  if (stop.requested()) {
-    return dpsgd_example::report_stop(stop, run, trainer.epsilon());
-  }
+  Trainer trainer(o, driver, model, train, test);
+  if (trainer.train(stop)) return dpsgd_example::report_stop(stop, run, trainer.epsilon());
+  if (!driver.reports()) return 0;
 
   const double test_accuracy = trainer.final_accuracy();
   const double epsilon = trainer.epsilon();
@@ -295,6 +309,16 @@ int run_main(Options& o) {
   report_releases(run, o.s.delta);
   write_outputs(o, trainer, test_accuracy, epsilon, run, seconds);
   return 0;
+}
+
+int run_main(Options& o, const dpsgd_example::TrainingProcess& process) {
+  const auto start = std::chrono::steady_clock::now();
+  const dpsgd::LabelledImages train = load(o.s.data_dir, "train", o.s.train_subset);
+  const dpsgd::LabelledImages test = load(o.s.data_dir, "t10k", o.test_subset);
+  return process.run_training(
+      [&] { return run_config(o, train.images.rows()); },
+      std::make_unique<dpsgd::Momentum<float>>(o.s.learning_rate, o.s.momentum),
+      [&](dpsgd_example::StepDriver& driver) { return train_and_report(o, driver, train, test, start); });
 }
 
 // Keeps the step's large temporaries (im2col buffers and activations of a 2,357-slot batch, tens of
@@ -312,9 +336,12 @@ int main(int argc, char** argv) {
   keep_step_buffers_mapped();
   Options options;
   if (const auto status = parse_options(argc, argv, options)) return *status;
+  const dpsgd_example::TrainingProcess process(options.distributed, argc, argv);
   if (options.run_dir.empty()) options.run_dir = dpsgd::TrainingRun::fresh_directory("runs", "fashion_mnist");
-  if (!dpsgd_example::outputs_usable({{"--metrics-out", options.metrics_out}, {"--plot", options.plot_path}},
-                                     options.run_dir, options.resume))
+  // Checked before anything is created, where the run's files are (rank 0), and agreed by all ranks.
+  if (!process.agreed(!process.reports() || dpsgd_example::outputs_usable(
+                                                {{"--metrics-out", options.metrics_out}, {"--plot", options.plot_path}},
+                                                options.run_dir, options.resume)))
     return 2;
-  return dpsgd_example::run_reporting_errors([&] { return run_main(options); });
+  return dpsgd_example::run_reporting_errors([&] { return run_main(options, process); });
 }

@@ -15,6 +15,7 @@
 #include "dpsgd/clipping/detail/rounding_bounds.hpp"
 #include "dpsgd/clipping/detail/row_norms.hpp"
 #include "dpsgd/clipping/linear_layer_shape.hpp"
+#include "dpsgd/clipping/linear_per_example_gradients.hpp"
 #include "dpsgd/core/detail/parallel.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
@@ -160,20 +161,6 @@ void accumulate_linear_clipped_gradient(const ConstRowsRef<Scalar>& activations,
           (c * g.colwise().sum()).template cast<Scalar>();
     }
   }
-}
-
-// Per-example bias gradients sum_t dy_it (batch x out_features): the whole per-example gradient of
-// bias-only fine-tuning (DP-BiTFiT, Bu et al. 2022), small enough to clip as dense rows.
-template <typename Scalar>
-RowMajorMatrix<Scalar> linear_bias_per_example_gradients(const ConstRowsRef<Scalar>& output_grads, std::int64_t batch) {
-  DPSGD_CHECK_ARG(batch >= 1, "batch must be >= 1, got " << batch);
-  DPSGD_CHECK_ARG(
-      output_grads.rows() % batch == 0 && output_grads.rows() > 0,
-      "output_grads.rows() = " << output_grads.rows() << " must be a positive multiple of batch = " << batch);
-  const Eigen::Index t = output_grads.rows() / batch;
-  RowMajorMatrix<Scalar> result(batch, output_grads.cols());
-  for (Eigen::Index i = 0; i < batch; ++i) result.row(i) = output_grads.middleRows(i * t, t).colwise().sum();
-  return result;
 }
 
 }  // namespace dpsgd

@@ -1,5 +1,5 @@
 // LinearLayerShape: the layout of a linear layer's saved tensors, and the route (Gram or materialised)
-// its ghost norm takes for sequence inputs.
+// its ghost norm takes for sequence inputs, and when dense per-example rows are the cheaper route.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +32,20 @@ inline GhostNormMethod choose_ghost_norm_method(const LinearLayerShape& shape) {
   const double gram = t * t * static_cast<double>(shape.in_features + shape.out_features + 1);
   const double materialize = t * static_cast<double>(shape.in_features) * static_cast<double>(shape.out_features);
   return (shape.positions == 1 || gram <= materialize) ? GhostNormMethod::kGram : GhostNormMethod::kMaterialize;
+}
+
+// Whether clipping a sequence layer through dense per-example rows (linear_per_example_gradients,
+// then the dense clipping path) costs less than a ghost norm followed by the clipped GEMM. Forming
+// the rows costs what the clipped GEMM costs (T d_in d_out multiply-adds per example), so the rows win
+// when the ghost norm itself is dearer than the rows' memory traffic: the Gram route's T^2 (d_in +
+// d_out + 1) multiply-adds (in double) against about two float passes over d_in d_out entries; the
+// materialised route always (its products are the rows). Memory is the caller's limit to set.
+inline bool per_example_rows_cheaper(const LinearLayerShape& shape) {
+  if (shape.positions <= 1) return false;
+  if (choose_ghost_norm_method(shape) == GhostNormMethod::kMaterialize) return true;
+  const double t = static_cast<double>(shape.positions);
+  const double gram = t * t * static_cast<double>(shape.in_features + shape.out_features + 1);
+  return gram >= 2.0 * static_cast<double>(shape.in_features) * static_cast<double>(shape.out_features);
 }
 
 }  // namespace dpsgd

@@ -8,6 +8,8 @@
 
 #include "dpsgd/clipping/dense_clipping.hpp"
 #include "dpsgd/clipping/ghost_linear.hpp"
+#include "dpsgd/clipping/linear_layer_shape.hpp"
+#include "dpsgd/clipping/linear_per_example_gradients.hpp"
 #include "dpsgd/core/detail/parallel.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/matrix_types.hpp"
@@ -67,6 +69,7 @@ class Linear : public Layer<Scalar> {
     DPSGD_CHECK_ARG(input.cols() == in_, "input must have in_features = " << in_ << " columns, got " << input.cols());
     const Eigen::Index rows = input.rows();
     rows_ = rows;
+    rows_batch_ = 0;
     if (!weight_trainable_) return frozen_forward(input);
     input_.resize(rows, in_);
     RowMajorMatrix<Scalar> output(rows, out_);
@@ -97,17 +100,17 @@ class Linear : public Layer<Scalar> {
                     "output_grad must be " << rows_ << " x " << out_ << ", got " << output_grad.rows() << " x "
                                            << output_grad.cols());
     if (weight_trainable_ || bias_trainable_) output_grad_ = output_grad;
+    rows_batch_ = 0;
     return output_grad * weight();
   }
 
-  // Ghost norms of this layer's per-example gradients (of its trainable parts) into column `group`.
+  // Squared norms of this layer's per-example gradients (of its trainable parts) into column `group`:
+  // ghost norms, or the norms of dense per-example rows where those are kept (see uses_rows).
   void accumulate_squared_norms(std::int64_t batch, SquaredNorms& squared_norms, int group) const override {
-    if (weight_trainable_) {
+    if (uses_rows(batch)) {
+      dpsgd::accumulate_squared_norms<Scalar>(per_example_rows(batch), squared_norms, group);
+    } else if (weight_trainable_) {
       accumulate_linear_squared_norms<Scalar>(input_, output_grad_, batch, bias_trainable_, squared_norms, group);
-    } else if (bias_trainable_) {
-      // Bias only (DP-BiTFiT): the per-example gradients are out_features numbers, clipped as dense rows.
-      dpsgd::accumulate_squared_norms<Scalar>(linear_bias_per_example_gradients<Scalar>(output_grad_, batch),
-                                              squared_norms, group);
     }
   }
 
@@ -117,7 +120,13 @@ class Linear : public Layer<Scalar> {
     DPSGD_CHECK_ARG(static_cast<std::int64_t>(grad_slice.size()) == num_parameters(),
                     "grad_slice must have " << num_parameters() << " entries, got " << grad_slice.size());
     const std::span<Scalar> bias_grad = bias_trainable_ ? grad_slice.subspan(in_ * out_) : std::span<Scalar>{};
-    if (weight_trainable_) {
+    if (rows_batch_ == batch) {
+      // The norms were taken from kept rows: the sum must add those same rows.
+      accumulate_clipped_sum<Scalar>(
+          rows_cache_, factors, group,
+          weight_trainable_ ? grad_slice.first(static_cast<std::size_t>(rows_cache_.cols())) : bias_grad);
+      rows_batch_ = 0;  // formed again after the next backward pass
+    } else if (weight_trainable_) {
       Eigen::Map<RowMajorMatrix<Scalar>> weight_grad(grad_slice.data(), out_, in_);
       accumulate_linear_clipped_gradient<Scalar>(input_, output_grad_, batch, factors, group, weight_grad, bias_grad);
     } else if (bias_trainable_) {
@@ -126,7 +135,36 @@ class Linear : public Layer<Scalar> {
     }
   }
 
+  // Most bytes of per-example gradient rows the layer may keep between the norms and the clipped sum
+  // (default 64 MiB); 0 always takes the ghost route. See uses_rows.
+  void set_per_example_rows_limit(std::int64_t bytes) {
+    DPSGD_CHECK_ARG(bytes >= 0, "per-example rows limit must be >= 0 bytes, got " << bytes);
+    rows_limit_bytes_ = bytes;
+  }
+
  private:
+  // Dense per-example rows instead of ghost norms: always for bias-only training (out_features numbers
+  // per example); for sequences where per_example_rows_cheaper says so (linear_layer_shape.hpp) and
+  // batch x (d_out d_in + d_out) fits the limit: each example's d_out x d_in product is formed once,
+  // its norm taken, and the clipped sum is a scaled addition of the kept rows, not a second GEMM.
+  bool uses_rows(std::int64_t batch) const {
+    if (!weight_trainable_) return bias_trainable_;
+    const std::int64_t width = in_ * out_ + (bias_trainable_ ? out_ : 0);
+    return rows_ > batch && per_example_rows_cheaper({batch, rows_ / batch, in_, out_}) &&
+           batch * width * static_cast<std::int64_t>(sizeof(Scalar)) <= rows_limit_bytes_;
+  }
+
+  // The rows of the last backward pass, formed once for the norms and reused for the clipped sum.
+  const RowMajorMatrix<Scalar>& per_example_rows(std::int64_t batch) const {
+    if (rows_batch_ != batch) {
+      rows_cache_ = weight_trainable_
+                        ? linear_per_example_gradients<Scalar>(input_, output_grad_, batch, bias_trainable_)
+                        : linear_bias_per_example_gradients<Scalar>(output_grad_, batch);
+      rows_batch_ = batch;
+    }
+    return rows_cache_;
+  }
+
   RowMajorMatrix<Scalar> frozen_forward(const ConstRowsRef<Scalar>& input) const {
     RowMajorMatrix<Scalar> output = input * weight().transpose();
     if (bias_)
@@ -141,6 +179,10 @@ class Linear : public Layer<Scalar> {
   Eigen::Index rows_ = 0;
   RowMajorMatrix<Scalar> input_;
   RowMajorMatrix<Scalar> output_grad_;
+  std::int64_t rows_limit_bytes_ = std::int64_t{64} << 20;
+  // A cache filled by the const clipping calls: 0 = empty, else the batch it was formed for.
+  mutable std::int64_t rows_batch_ = 0;
+  mutable RowMajorMatrix<Scalar> rows_cache_;
 };
 
 }  // namespace dpsgd::nn

@@ -59,6 +59,20 @@ class TrainingRun {
   // A directory name for a new run that does not exist yet: <parent>/<name>-<UTC time>[-k].
   static std::string fresh_directory(const std::string& parent, const std::string& name);
 
+  // Data-parallel training (dpsgd::mpi): what another process needs to take exactly this run's steps:
+  // the definition, the secret seed, the next step, the ledger, the optimiser state and the restored
+  // program data. It holds the seed: for a peer process's memory, never for a file or a log.
+  nlohmann::json replica_state() const;
+  // A replica of the run replica_state() describes, opened from the same config (its mechanism and
+  // settings must match the state's, or InvalidArgument): the same batches, noise and updates; steps
+  // are charged to an in-memory copy of the ledger; it owns no file, and checkpoint() is refused. The
+  // parameters to continue from come separately (restored_parameters on the writer).
+  static std::unique_ptr<TrainingRun> replica(TrainingRunConfig config, const nlohmann::json& state,
+                                              std::vector<float> restored_parameters,
+                                              std::unique_ptr<Optimizer<float>> optimizer);
+  // Whether this object is a replica (no files).
+  bool is_replica() const { return replica_; }
+
   // Whether this run continues one found in the directory (kResume, or kResumeOrNew that found one).
   bool resumed() const { return resumed_; }
   // What opening the run decided that its user should know, one sentence each: steps charged without
@@ -92,6 +106,10 @@ class TrainingRun {
   std::uint64_t initialisation_seed() const { return initialisation_seed_; }
 
  private:
+  struct ReplicaTag {};
+  TrainingRun(ReplicaTag, TrainingRunConfig config, const nlohmann::json& state, std::vector<float> parameters,
+              std::unique_ptr<Optimizer<float>> optimizer);
+  void start_stepping(std::unique_ptr<Optimizer<float>> optimizer);
   std::string file(const char* name) const;
   void create();
   void open_existing();
@@ -100,6 +118,7 @@ class TrainingRun {
   TrainingRunConfig config_;
   nlohmann::json definition_;
   bool resumed_ = false;
+  bool replica_ = false;
   std::vector<std::string> notes_;
   std::uint64_t seed_ = 0, initialisation_seed_ = 0;
   PrivacyLedger ledger_;
