@@ -27,8 +27,7 @@ class TrainingProcess {
 #ifdef DPSGD_EXAMPLE_HAS_MPI
     if (distributed_) mpi_.emplace(argc, argv);
     reports_ = !mpi_ || mpi_->rank() == 0;
-    if (!reports_) [[maybe_unused]]
-      std::FILE* closed = std::freopen("/dev/null", "w", stdout);
+    if (!reports_) close_stdout();
 #else
     (void)argc, (void)argv;
 #endif
@@ -68,6 +67,10 @@ class TrainingProcess {
   }
 
  private:
+  // Other ranks print nothing: what a run may print, rank 0 prints once. A failed freopen leaves
+  // stdout as it was (duplicate lines, nothing private), so its result needs no handling.
+  static void close_stdout() { [[maybe_unused]] std::FILE* closed = std::freopen("/dev/null", "w", stdout); }
+
   bool distributed_ = false;
   bool reports_ = true;
 #ifdef DPSGD_EXAMPLE_HAS_MPI

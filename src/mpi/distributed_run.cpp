@@ -3,34 +3,24 @@
 #include "dpsgd/mpi/distributed_run.hpp"
 
 #include <algorithm>
-#include <climits>
-#include <cstring>
 #include <exception>
 #include <string>
 #include <utility>
 
+#include "chunked.hpp"
+#include "dpsgd/core/checksum.hpp"
 #include "dpsgd/core/error.hpp"
+#include "dpsgd/mpi/session.hpp"
 
 namespace dpsgd::mpi {
 namespace {
 
-// MPI counts are int: large buffers go in chunks.
-constexpr std::size_t kChunk = std::size_t{1} << 28;
-
-void broadcast_bytes(MPI_Comm comm, std::string& bytes) {
-  unsigned long long size = bytes.size();
-  MPI_Bcast(&size, 1, MPI_UNSIGNED_LONG_LONG, 0, comm);
-  bytes.resize(size);
-  for (std::size_t at = 0; at < size; at += kChunk)
-    MPI_Bcast(bytes.data() + at, static_cast<int>(std::min<std::size_t>(kChunk, size - at)), MPI_CHAR, 0, comm);
-}
-
+// Rank 0's parameters (a checkpoint's, or none) on every rank.
 void broadcast_floats(MPI_Comm comm, std::vector<float>& values) {
   unsigned long long size = values.size();
   MPI_Bcast(&size, 1, MPI_UNSIGNED_LONG_LONG, 0, comm);
   values.resize(size);
-  for (std::size_t at = 0; at < size; at += kChunk)
-    MPI_Bcast(values.data() + at, static_cast<int>(std::min<std::size_t>(kChunk, size - at)), MPI_FLOAT, 0, comm);
+  detail::broadcast_chunked(comm, values.data(), values.size(), MPI_FLOAT);
 }
 
 // Whether every rank says ok.
@@ -38,14 +28,6 @@ bool all_agree(MPI_Comm comm, bool ok) {
   int mine = ok ? 1 : 0, all = 0;
   MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_LAND, comm);
   return all != 0;
-}
-
-// FNV-1a over the parameters' bytes: equal parameters give equal hashes on every rank.
-std::uint64_t hash_of(std::span<const float> values) {
-  std::uint64_t hash = 0xcbf29ce484222325ULL;
-  const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
-  for (std::size_t k = 0; k < values.size_bytes(); ++k) hash = (hash ^ bytes[k]) * 0x100000001b3ULL;
-  return hash;
 }
 
 }  // namespace
@@ -63,31 +45,30 @@ DistributedRun::DistributedRun(MPI_Comm comm, TrainingRunConfig config, std::uni
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   // Rank 0 opens the run; the outcome (its error, or the state replicas need) goes to every rank.
-  std::string shared;
+  nlohmann::json opened;
   std::exception_ptr failure;
   std::vector<float> parameters;
   if (rank_ == 0) {
     try {
       run_ = std::make_unique<TrainingRun>(config, std::move(optimizer));
-      shared = "ok" + run_->replica_state().dump();
+      opened = {{"state", run_->replica_state()}};
       parameters = run_->restored_parameters();
     } catch (const std::exception& e) {
       failure = std::current_exception();
-      shared = std::string("error") + e.what();
+      opened = {{"error", e.what()}};
     }
   }
-  broadcast_bytes(comm_, shared);
-  if (shared.rfind("ok", 0) != 0) {
+  opened = broadcast_json(comm_, opened);
+  if (opened.contains("error")) {
     if (failure) std::rethrow_exception(failure);
-    throw Error("dpsgd::mpi: rank 0 could not open the run: " + shared.substr(5));
+    throw Error("dpsgd::mpi: rank 0 could not open the run: " + opened["error"].get<std::string>());
   }
   broadcast_floats(comm_, parameters);
   // The replicas: each checks that it was started with the writer's mechanism and settings.
   std::string refusal;
   if (rank_ != 0) {
     try {
-      run_ = TrainingRun::replica(std::move(config), nlohmann::json::parse(shared.substr(2)), std::move(parameters),
-                                  std::move(optimizer));
+      run_ = TrainingRun::replica(std::move(config), opened["state"], std::move(parameters), std::move(optimizer));
     } catch (const std::exception& e) {
       refusal = e.what();
     }
@@ -103,14 +84,13 @@ SlotRange DistributedRun::my_slots(const Batch& batch) const {
 }
 
 void DistributedRun::reduce_to_all(std::span<float> values) const {
-  incoming_.resize(rank_ == 0 ? values.size() : 0);
-  for (std::size_t at = 0; at < values.size(); at += kChunk) {
-    const int count = static_cast<int>(std::min(kChunk, values.size() - at));
-    MPI_Reduce(values.data() + at, rank_ == 0 ? incoming_.data() + at : nullptr, count, MPI_FLOAT, MPI_SUM, 0, comm_);
+  // In place on rank 0 (no second buffer, no copy), then rank 0's total to every rank.
+  for (std::size_t at = 0; at < values.size(); at += detail::kChunk) {
+    const int count = static_cast<int>(std::min(detail::kChunk, values.size() - at));
+    float* chunk = values.data() + at;
+    MPI_Reduce(rank_ == 0 ? MPI_IN_PLACE : chunk, chunk, count, MPI_FLOAT, MPI_SUM, 0, comm_);
   }
-  if (rank_ == 0) std::copy(incoming_.begin(), incoming_.end(), values.begin());
-  for (std::size_t at = 0; at < values.size(); at += kChunk)
-    MPI_Bcast(values.data() + at, static_cast<int>(std::min(kChunk, values.size() - at)), MPI_FLOAT, 0, comm_);
+  detail::broadcast_chunked(comm_, values.data(), values.size(), MPI_FLOAT);
 }
 
 void DistributedRun::step(std::span<float> params, std::span<float> gradient, const Batch& batch) {
@@ -141,10 +121,10 @@ bool DistributedRun::any_rank(bool flag) const {
 }
 
 void DistributedRun::check_replicas_agree(std::span<const float> params) const {
-  const std::uint64_t hash = hash_of(params);
-  std::uint64_t mine[2] = {hash, ~hash}, top[2] = {0, 0};
-  MPI_Allreduce(mine, top, 2, MPI_UINT64_T, MPI_MAX, comm_);
-  if (top[0] != hash || ~top[1] != hash) {
+  // The checksum the run's files use, over the parameters' bytes; every rank compares with rank 0's.
+  const std::string mine =
+      fnv1a64_checksum(std::string(reinterpret_cast<const char*>(params.data()), params.size_bytes()));
+  if (!all_agree(comm_, broadcast_json(comm_, mine).get<std::string>() == mine)) {
     throw ReplicaDivergence("dpsgd::mpi: the ranks' parameters differ at step " + std::to_string(run_->next_step()) +
                             " (a rank trained on other data or code); stopped before saving: resume from the last "
                             "checkpoint");

@@ -1,6 +1,8 @@
 // dpsgd::mpi::Session and abort_job: MPI's lifetime and the end of a job that one rank cannot continue.
 #include "dpsgd/mpi/session.hpp"
 
+#include "chunked.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -30,7 +32,7 @@ nlohmann::json broadcast_json(MPI_Comm comm, const nlohmann::json& value) {
   unsigned long long size = text.size();
   MPI_Bcast(&size, 1, MPI_UNSIGNED_LONG_LONG, 0, comm);
   text.resize(size);
-  MPI_Bcast(text.data(), static_cast<int>(size), MPI_CHAR, 0, comm);
+  detail::broadcast_chunked(comm, text.data(), text.size(), MPI_CHAR);
   return nlohmann::json::parse(text);
 }
 

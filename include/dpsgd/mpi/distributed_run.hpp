@@ -90,7 +90,6 @@ class DistributedRun {
   int rank_ = 0, size_ = 1;
   std::unique_ptr<TrainingRun> run_;
   std::vector<float> packed_;  // several tensors' gradients, packed for one reduction
-  mutable std::vector<float> incoming_;
 };
 
 }  // namespace dpsgd::mpi
