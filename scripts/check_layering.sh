@@ -6,7 +6,7 @@
 # Usage: check_layering.sh REPO_ROOT
 set -euo pipefail
 root=${1:-.}
-declare -A rank=([core]=0 [sampling]=1 [noise]=1 [clipping]=1 [accounting]=1 [data]=1
+declare -A rank=([core]=0 [sampling]=1 [noise]=1 [clipping]=1 [accounting]=1 [data]=1 [features]=1
                  [optim]=2 [cuda]=2 [nn]=3 [audit]=3 [torch]=3 [mpi]=3)
 bad=0
 while IFS= read -r header; do

@@ -8,7 +8,7 @@ work=${2:-distributed-step-time}
 rm -rf "$work" && mkdir -p "$work"
 mpi=(mpirun --oversubscribe -np 2)
 [ "$(id -u)" -eq 0 ] && mpi=(mpirun --allow-run-as-root --oversubscribe -np 2)
-fm=(--epochs 2 --seed 1 --test-subset 1000)
+fm=(--model cnn --epochs 2 --seed 1 --test-subset 1000)
 lm=(--epochs 2 --seed 1 --context 64 --batch-size 512 --learning-rate 3e-3 --test-subset 200)
 # The steps/s of the last progress line, and the last evaluation figure.
 rate() { grep "steps/s" "$1" | tail -n 1 | sed 's/.* \([0-9.]*\) steps\/s.*/\1/'; }

@@ -17,6 +17,7 @@
 #include "dpsgd/accounting/detail/hockey_stick_queries.hpp"
 #include "dpsgd/accounting/detail/pld_internals.hpp"
 #include "dpsgd/accounting/pld.hpp"
+#include "fftw_planner.hpp"
 
 namespace dpsgd {
 namespace detail {
@@ -48,6 +49,7 @@ class PlanCache {
   PlanCache(const PlanCache&) = delete;
   PlanCache& operator=(const PlanCache&) = delete;
   ~PlanCache() {
+    std::lock_guard<std::mutex> lock(detail::fftw_planner_mutex());
     for (auto& [n, plans] : cache_) {
       if (plans.forward != nullptr) fftw_destroy_plan(plans.forward);
       if (plans.inverse != nullptr) fftw_destroy_plan(plans.inverse);
@@ -56,7 +58,7 @@ class PlanCache {
   }
 
   const FftPlans& plans_for(std::size_t n) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> lock(detail::fftw_planner_mutex());
     const auto found = cache_.find(n);
     if (found != cache_.end()) return found->second;
     double* real = fftw_alloc_real(n);
@@ -75,8 +77,7 @@ class PlanCache {
   }
 
  private:
-  std::mutex mutex_;
-  std::map<std::size_t, FftPlans> cache_;
+  std::map<std::size_t, FftPlans> cache_;  // guarded by the planner lock
 };
 
 const FftPlans& plans_for(std::size_t n) {

@@ -16,8 +16,13 @@ namespace fashion_mnist {
 
 class Classifier {
  public:
-  // kind "cnn" (the Tanh CNN of Papernot et al. 2021) or "mlp" (784-256-10, tanh).
+  // kind "cnn" (the Tanh CNN of Papernot et al. 2021) or "mlp" (784-256-10, tanh) on 28 x 28 pixels;
+  // "scatter-linear" (one linear layer) or "scatter-cnn" (a small CNN) on scattering features of
+  // 7 x 7 pixels x 81 channels (NHWC), the two heads of Tramer & Boneh (ICLR 2021).
   Classifier(const std::string& kind, std::uint64_t init_seed);
+
+  // The kinds that take scattering features instead of pixels.
+  static bool takes_scattering_features(const std::string& kind) { return kind.rfind("scatter-", 0) == 0; }
   ~Classifier();
   Classifier(const Classifier&) = delete;
   Classifier& operator=(const Classifier&) = delete;

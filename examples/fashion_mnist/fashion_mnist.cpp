@@ -1,6 +1,7 @@
 // fashion_mnist: DP-SGD on Fashion-MNIST from the command line, on dpsgd::TrainingRun: Poisson batches
 // of fixed capacity, ghost clipping, calibrated noise, the PLD accountant, progress, metrics, an SVG
 // plot, and a run directory (definition, ledger, secret seed, checkpoint) that a resumed run continues.
+// Models on pixels, or on data-independent scattering features (no privacy cost to compute them).
 #include <malloc.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -19,13 +20,17 @@
 #include "command_line.hpp"
 #include "dpsgd/core/atomic_file.hpp"
 #include "dpsgd/core/stop_signal.hpp"
+#include "dpsgd/core/validate.hpp"
 #include "dpsgd/data/idx.hpp"
+#include "dpsgd/features/group_normalisation.hpp"
+#include "dpsgd/features/scattering_2d.hpp"
 #include "dpsgd/optim/optimizer.hpp"
 #include "dpsgd/optim/run_plan.hpp"
 #include "dpsgd/optim/training_run.hpp"
 #include "dpsgd/sampling/gather_batch.hpp"
 #include "eval_history.hpp"
 #include "output_checks.hpp"
+#include "parameter_average.hpp"
 #include "run_outcome.hpp"
 #include "step_driver.hpp"
 #include "training_process.hpp"
@@ -41,17 +46,18 @@ using fashion_mnist::Classifier;
 
 // The settings that define a run (with the data, q, capacity and sigma): a resume with others is refused.
 struct Settings {
-  std::string model = "cnn";
+  std::string model = "scatter-linear";
   double batch_size = 2048, learning_rate = 4.0, momentum = 0.9, clip_norm = 0.1;
-  double epsilon = 3.0, delta = 1e-5;
+  double epsilon = 3.0, delta = 1e-5, ema = 0.0;
   bool no_privacy = false;
-  std::int64_t train_subset = 0;
+  std::int64_t train_subset = 0, validation = 0, scatter_groups = 27;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
 
   nlohmann::json to_json() const {
-    return {{"model", model},       {"batch_size", batch_size}, {"learning_rate", learning_rate},
-            {"momentum", momentum}, {"clip_norm", clip_norm},   {"epsilon", epsilon},
-            {"delta", delta},       {"no_privacy", no_privacy}, {"train_subset", train_subset},
+    return {{"model", model},           {"batch_size", batch_size},         {"learning_rate", learning_rate},
+            {"momentum", momentum},     {"clip_norm", clip_norm},           {"epsilon", epsilon},
+            {"delta", delta},           {"no_privacy", no_privacy},         {"train_subset", train_subset},
+            {"validation", validation}, {"scatter_groups", scatter_groups}, {"ema", ema},
             {"data_dir", data_dir}};
   }
 };
@@ -64,26 +70,60 @@ struct Options {
   std::string metrics_out, plot_path, run_dir;
   std::optional<std::uint64_t> seed;
   std::optional<double> sigma;
-  bool resume = false, distributed = false;
+  bool resume = false, distributed = false, test_once = false;
 };
+
+// Defaults of the scattering heads (the pixel models' are in Settings and Options), chosen on the
+// validation split (docs/fashion_mnist.md).
+constexpr double kScatteringBatchSize = 8192, kScatteringLearningRate = 16, kScatteringEpochs = 40;
 
 // Pixel statistics of the Fashion-MNIST training set (public constants of the data set).
 constexpr float kPixelMean = 0.2860f, kPixelStd = 0.3530f;
+
+// The scattering heads train best with larger batches and steps than the pixel CNN (chosen on the
+// validation split, docs/fashion_mnist.md): their defaults where the command line sets none.
+void apply_model_defaults(const CLI::App& app, Options& o) {
+  if (!Classifier::takes_scattering_features(o.s.model)) return;
+  if (app.count("--batch-size") == 0) o.s.batch_size = kScatteringBatchSize;
+  if (app.count("--learning-rate") == 0) o.s.learning_rate = kScatteringLearningRate;
+  if (app.count("--epochs") == 0) o.epochs = kScatteringEpochs;
+}
 
 // Parses the command line into `o`; returns an exit status when the program should stop now.
 std::optional<int> parse_options(int argc, char** argv, Options& o) {
   CLI::App app{"Train a model on Fashion-MNIST with DP-SGD (dpsgd's main example)"};
   Settings& s = o.s;
   app.add_option("--data-dir", s.data_dir, "directory of the four IDX files (plain or .gz)");
-  app.add_option("--model", s.model, "cnn (tanh CNN, default) or mlp")->check(CLI::IsMember({"cnn", "mlp"}));
+  app.add_option("--model", s.model,
+                 "scatter-linear (default) or scatter-cnn on scattering features; cnn (tanh CNN) or mlp on pixels")
+      ->check(CLI::IsMember({"cnn", "mlp", "scatter-linear", "scatter-cnn"}));
+  app.add_option("--scatter-groups", s.scatter_groups,
+                 "groups of the per-example group normalisation of the 81 scattering channels (1, 3, 9, 27 or 81)")
+      ->check(CLI::IsMember({1, 3, 9, 27, 81}));
+  app.add_option("--validation", s.validation,
+                 "hold out the last N training examples and report accuracy on them; the test set is not touched "
+                 "(for choosing hyperparameters)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{30000}));
+  app.add_option("--ema", s.ema,
+                 "evaluate and report an exponential moving average of the iterates with this decay (0: off; "
+                 "post-processing, no privacy cost)")
+      ->check(CLI::Range(0.0, 0.9999));
+  app.add_flag("--test-once", o.test_once,
+               "evaluate the test set once, at the end (no per-epoch test accuracy or held-out loss)");
   app.add_option("--epsilon", s.epsilon, "privacy budget (default 3)")->check(CLI::PositiveNumber);
   app.add_option("--delta", s.delta, "delta (default 1e-5)")->check(CLI::Range(1e-300, 0.999999));
   app.add_option("--noise-multiplier", o.sigma, "use this sigma and report its epsilon instead of calibrating")
       ->check(CLI::PositiveNumber);
-  app.add_option("--epochs", o.epochs, "passes over the data (a resume may change it: the run gets longer)")
+  app.add_option("--epochs", o.epochs,
+                 "passes over the data (default 40 for the scattering heads, 28 for cnn and mlp; a resume may "
+                 "lengthen the run)")
       ->check(CLI::Range(0.001, 10000.0));
-  app.add_option("--batch-size", s.batch_size, "expected batch size q N")->check(CLI::Range(1.0, 1e6));
-  app.add_option("--learning-rate", s.learning_rate, "learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", s.batch_size,
+                 "expected batch size q N (default 8192 for the scattering heads, 2048 for cnn and mlp)")
+      ->check(CLI::Range(1.0, 1e6));
+  app.add_option("--learning-rate", s.learning_rate,
+                 "learning rate (default 16 for the scattering heads, 4 for cnn and mlp)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--momentum", s.momentum, "heavy-ball momentum in [0, 1)")->check(CLI::Range(0.0, 0.999));
   app.add_option("--clip-norm", s.clip_norm, "per-example clip norm C")->check(CLI::PositiveNumber);
   app.add_flag("--no-privacy", s.no_privacy, "train the same model without clipping or noise");
@@ -101,7 +141,9 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
   app.add_flag("--distributed", o.distributed,
                "data-parallel under mpirun: every rank clips its share of each batch, rank 0 writes the run "
                "(builds with MPI only; see docs/distributed.md)");
-  return dpsgd_example::parse_training_command_line(app, argc, argv, o.resume, o.run_dir);
+  const auto status = dpsgd_example::parse_training_command_line(app, argc, argv, o.resume, o.run_dir);
+  if (!status) apply_model_defaults(app, o);
+  return status;
 }
 
 dpsgd::LabelledImages load(const std::string& dir, const std::string& stem, std::int64_t subset) {
@@ -116,7 +158,79 @@ dpsgd::LabelledImages load(const std::string& dir, const std::string& stem, std:
     data.images.conservativeResize(subset, Eigen::NoChange);
     data.labels.resize(static_cast<std::size_t>(subset));
   }
-  data.images.array() = (data.images.array() - kPixelMean) / kPixelStd;
+  return data;
+}
+
+// The last `count` examples of `data`, removed from it: a split fixed by position, chosen without
+// looking at the data.
+dpsgd::LabelledImages split_off(dpsgd::LabelledImages& data, std::int64_t count) {
+  const std::int64_t keep = data.images.rows() - count;
+  if (count <= 0) return {};
+  if (keep < 10)
+    dpsgd::throw_invalid_value(
+        "--validation", "at most the training set size minus 10 (" + std::to_string(data.images.rows() - 10) + ")",
+        count);
+  dpsgd::LabelledImages held{.images = data.images.bottomRows(count), .labels = {}, .height = 28, .width = 28};
+  held.labels.assign(data.labels.begin() + keep, data.labels.end());
+  data.images.conservativeResize(keep, Eigen::NoChange);
+  data.labels.resize(static_cast<std::size_t>(keep));
+  return held;
+}
+
+// What the models see: pixels standardised with public constants, or the scattering features of
+// the [0, 1] pixels, group-normalised per example. Both are functions of one image at a time (no
+// statistic of the private training set), so they cost no privacy.
+class Inputs {
+ public:
+  explicit Inputs(const Settings& s) : s_(s) {
+    if (Classifier::takes_scattering_features(s.model))
+      scattering_ = std::make_unique<dpsgd::Scattering2D>(
+          dpsgd::ScatteringConfig{.height = 28, .width = 28, .scales = 2, .angles = 8});
+  }
+
+  void prepare(dpsgd::LabelledImages& data, const char* name) const {
+    if (data.images.rows() == 0) return;
+    if (!scattering_) {
+      data.images.array() = (data.images.array() - kPixelMean) / kPixelStd;
+      return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    data.images = scattering_->transform_rows(data.images);
+    dpsgd::group_normalise_rows(data.images, scattering_->channels(), s_.scatter_groups);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("scattering features of %lld %s images (J=2, L=8: 81 x 7 x 7): %.1f s, %.0f images/s\n",
+                static_cast<long long>(data.images.rows()), name, seconds,
+                static_cast<double>(data.images.rows()) / seconds);
+    std::fflush(stdout);
+  }
+
+ private:
+  const Settings& s_;
+  std::unique_ptr<dpsgd::Scattering2D> scattering_;
+};
+
+// The training examples, the validation split carved from them (may be empty), and the test set, as
+// the model takes them.
+struct DataSets {
+  dpsgd::LabelledImages train, validation, test;
+
+  // What the per-epoch figures use: the validation split if there is one, else the test set unless
+  // --test-once asks to touch it only at the end.
+  const dpsgd::LabelledImages* per_epoch(const Options& o) const {
+    if (validation.images.rows() > 0) return &validation;
+    return o.test_once ? nullptr : &test;
+  }
+};
+
+DataSets load_data(const Options& o) {
+  // A tuning run (--validation) does not read the test set at all.
+  DataSets data{.train = load(o.s.data_dir, "train", o.s.train_subset), .validation = {}, .test = {}};
+  if (o.s.validation == 0) data.test = load(o.s.data_dir, "t10k", o.test_subset);
+  data.validation = split_off(data.train, o.s.validation);
+  const Inputs inputs(o.s);
+  inputs.prepare(data.train, "training");
+  inputs.prepare(data.validation, "validation");
+  inputs.prepare(data.test, "test");
   return data;
 }
 
@@ -144,9 +258,10 @@ dpsgd::TrainingRunConfig run_config(const Options& o, std::int64_t n) {
 class Trainer {
  public:
   Trainer(const Options& o, dpsgd_example::StepDriver& driver, Classifier& model, const dpsgd::LabelledImages& train,
-          const dpsgd::LabelledImages& test)
-      : o_(o), driver_(driver), run_(driver.run()), model_(model), train_(train), test_(test) {
+          const dpsgd::LabelledImages* heldout, const dpsgd::LabelledImages& test)
+      : o_(o), driver_(driver), run_(driver.run()), model_(model), train_(train), heldout_(heldout), test_(test) {
     history_ = history_from_json(run_.restored_extra());
+    average_.restore(run_.restored_extra(), model_.parameters().size());
   }
 
   // Trains until the plan is done or a stop is requested; checkpoints as it goes and at the end. With
@@ -162,11 +277,12 @@ class Trainer {
     while (!run_.finished() && !(stopped = driver_.stop_now(stop.requested()))) {
       const dpsgd::Batch batch = run_.next_batch();
       const dpsgd::Batch mine = dpsgd_example::slice_of(batch, driver_.slots(batch));
-      inputs.resize(static_cast<Eigen::Index>(mine.indices.size()), 784);
+      inputs.resize(static_cast<Eigen::Index>(mine.indices.size()), train_.images.cols());
       labels.resize(mine.indices.size());
       dpsgd::gather_batch<float>(mine, train_.images, train_.labels, inputs, labels);
       model_.batch_gradient(inputs, labels, mine.mask, o_.s.no_privacy ? nullptr : &run_.config().clip, gradient);
       driver_.step(model_.parameters(), gradient, batch);
+      average_.update(model_.parameters(), static_cast<std::int64_t>(run_.next_step()) - 1);
       check_finite();
       const auto done = static_cast<std::int64_t>(run_.next_step());
       // Progress and evaluation use only held-out data; other ranks skip them and wait at the next step.
@@ -179,7 +295,14 @@ class Trainer {
     return stopped;
   }
 
-  double final_accuracy() { return history_.empty() ? model_.accuracy(test_) : history_.back().value; }
+  // The final model's accuracy on the validation split when there is one (the test set is then never
+  // touched: such runs choose hyperparameters), else on the test set: from the last per-epoch
+  // evaluation when that used it, else evaluated now, the only time the test set is touched.
+  double final_accuracy() {
+    if (heldout_ != nullptr && !history_.empty()) return history_.back().value;
+    return averaged([&] { return model_.accuracy(heldout_ != nullptr ? *heldout_ : test_); });
+  }
+  const char* final_accuracy_name() const { return heldout_ != nullptr ? heldout_name() : "test"; }
   // The PLD epsilon so far: the accountant the run is judged by.
   double epsilon() const {
     return o_.s.no_privacy ? std::numeric_limits<double>::infinity() : run_.epsilon(o_.s.delta);
@@ -209,27 +332,49 @@ class Trainer {
   void report_progress(std::int64_t done, std::int64_t first_step, std::chrono::steady_clock::time_point start) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double rate = static_cast<double>(done - first_step) / elapsed;
-    std::printf("  epoch %6.2f  step %6lld/%lld  held-out loss %.4f  %6.1f steps/s  epsilon %6.3f  %5.0fs left\n",
-                static_cast<double>(done) * run_.config().sampling_rate, static_cast<long long>(done),
-                static_cast<long long>(run_.planned_steps()), model_.heldout_loss(test_, 1000), rate, epsilon(),
+    std::printf("  epoch %6.2f  step %6lld/%lld", static_cast<double>(done) * run_.config().sampling_rate,
+                static_cast<long long>(done), static_cast<long long>(run_.planned_steps()));
+    if (heldout_ != nullptr)
+      std::printf("  %s loss %.4f", heldout_name(), averaged([&] { return model_.heldout_loss(*heldout_, 1000); }));
+    std::printf("  %6.1f steps/s  epsilon %6.3f  %5.0fs left\n", rate, epsilon(),
                 static_cast<double>(run_.planned_steps() - done) / rate);
     std::fflush(stdout);
   }
 
   void evaluate(std::int64_t done) {
-    history_.push_back({done, model_.accuracy(test_), epsilon()});
-    std::printf("  test accuracy %.4f at step %lld (epsilon %.3f)\n", history_.back().value,
+    if (heldout_ == nullptr) return;
+    history_.push_back({done, averaged([&] { return model_.accuracy(*heldout_); }), epsilon()});
+    std::printf("  %s accuracy %.4f at step %lld (epsilon %.3f)\n", heldout_name(), history_.back().value,
                 static_cast<long long>(done), history_.back().epsilon);
   }
 
-  void checkpoint() { driver_.checkpoint(model_.parameters(), history_to_json(history_)); }
+  const char* heldout_name() const { return heldout_ == &test_ ? "test" : "validation"; }
+
+  // The checkpoint holds the iterate (a resume continues from it) and, in its extra, the average.
+  void checkpoint() {
+    nlohmann::json extra = history_to_json(history_);
+    if (average_.enabled()) extra["average"] = average_.to_json();
+    driver_.checkpoint(model_.parameters(), extra);
+  }
+
+  // `figure()` of the averaged parameters when --ema is on, of the iterate otherwise.
+  template <typename Figure>
+  double averaged(Figure figure) {
+    average_.swap_into(model_.parameters());
+    const double value = figure();
+    average_.swap_into(model_.parameters());
+    return value;
+  }
 
   const Options& o_;
   dpsgd_example::StepDriver& driver_;
   const dpsgd::TrainingRun& run_;
   Classifier& model_;
-  const dpsgd::LabelledImages &train_, &test_;
+  const dpsgd::LabelledImages& train_;
+  const dpsgd::LabelledImages* heldout_;  // per-epoch figures: the validation split, the test set, or none
+  const dpsgd::LabelledImages& test_;
   std::vector<EvalPoint> history_;
+  dpsgd_example::ParameterAverage average_{o_.s.ema};
 };
 
 void print_start(const Options& o, const dpsgd::TrainingRun& run, const Classifier& model) {
@@ -242,8 +387,8 @@ void print_start(const Options& o, const dpsgd::TrainingRun& run, const Classifi
 }
 
 // Everything the run made public, with its privacy cost: the parameters (every checkpoint and the
-// final model) are covered by the ledger's epsilon; the evaluation figures use test data only.
-void report_releases(const dpsgd::TrainingRun& run, double delta) {
+// final model) are covered by the ledger's epsilon; the evaluation figures use examples not trained on.
+void report_releases(const Options& o, const dpsgd::TrainingRun& run, double delta) {
   const std::string dir = run.directory();
   std::printf("releases:\n");
   std::printf("  model parameters after %lld charged steps: epsilon %.4f at delta %g (the ledger's total)\n",
@@ -251,15 +396,21 @@ void report_releases(const dpsgd::TrainingRun& run, double delta) {
   std::printf("  %s/checkpoint.json: parameters at the last checkpoint, within the same total\n", dir.c_str());
   std::printf("  %s/ledger.json and run.json: the steps charged and the mechanism (public)\n", dir.c_str());
   std::printf("  not released: %s/seed (secret, owner-only)\n", dir.c_str());
-  std::printf("  test accuracy and held-out loss: test data only, no privacy cost\n");
+  if (o.s.ema > 0.0)
+    std::printf("  the figures are of the moving average of all iterates (decay %g): post-processing, same total\n",
+                o.s.ema);
+  if (Classifier::takes_scattering_features(o.s.model))
+    std::printf("  scattering features and their group normalisation: per image, no statistic of the data set\n");
+  std::printf("  accuracy and held-out loss: %s only (not trained on), no privacy cost\n",
+              o.s.validation > 0 ? "the validation split" : "test data");
   std::printf("  nothing computed from private batches (their loss, their realised sizes) was printed or saved\n");
 }
 
-void write_outputs(const Options& o, const Trainer& trainer, double test_accuracy, double epsilon,
+void write_outputs(const Options& o, const Trainer& trainer, double accuracy, double epsilon,
                    const dpsgd::TrainingRun& run, double seconds) {
   if (!o.metrics_out.empty()) {
     const nlohmann::json metrics = {
-        {"test_accuracy", test_accuracy},
+        {std::string(trainer.final_accuracy_name()) + "_accuracy", accuracy},
         {"epsilon", std::isfinite(epsilon) ? nlohmann::json(epsilon) : nlohmann::json(nullptr)},
         {"delta", o.s.delta},
         {"steps", run.next_step()},
@@ -267,14 +418,16 @@ void write_outputs(const Options& o, const Trainer& trainer, double test_accurac
         {"capacity", run.config().capacity},
         {"seconds", seconds},
         {"model", o.s.model},
+        {"training_examples", run.config().dataset_size},
         {"batch_size", o.s.batch_size},
         {"epochs", o.epochs},
         {"run_dir", run.directory()}};
     dpsgd::write_file_atomically(o.metrics_out, metrics.dump(2) + "\n");
   }
   if (!o.plot_path.empty()) {
-    dpsgd::write_file_atomically(o.plot_path,
-                                 dpsgd_example::history_plot(trainer.history(), "Test accuracy", o.s.delta));
+    dpsgd::write_file_atomically(
+        o.plot_path, dpsgd_example::history_plot(
+                         trainer.history(), o.s.validation > 0 ? "Validation accuracy" : "Test accuracy", o.s.delta));
   }
 }
 
@@ -287,38 +440,37 @@ void restore(const dpsgd::TrainingRun& run, Classifier& model) {
 }
 
 // Training and its report, the same for one process and for the ranks of a distributed run.
-int train_and_report(const Options& o, dpsgd_example::StepDriver& driver, const dpsgd::LabelledImages& train,
-                     const dpsgd::LabelledImages& test, std::chrono::steady_clock::time_point start) {
+int train_and_report(const Options& o, dpsgd_example::StepDriver& driver, const DataSets& data,
+                     std::chrono::steady_clock::time_point start) {
   const dpsgd::TrainingRun& run = driver.run();
   Classifier model(o.s.model, run.initialisation_seed());
   restore(run, model);
   if (driver.reports()) print_start(o, run, model);
 
   const dpsgd::StopSignal stop;
-  Trainer trainer(o, driver, model, train, test);
+  Trainer trainer(o, driver, model, data.train, data.per_epoch(o), data.test);
   if (trainer.train(stop)) return dpsgd_example::report_stop(stop, run, trainer.epsilon());
   if (!driver.reports()) return 0;
 
-  const double test_accuracy = trainer.final_accuracy();
+  const double accuracy = trainer.final_accuracy();
   const double epsilon = trainer.epsilon();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("test accuracy: %.4f\n", test_accuracy);
+  std::printf("%s accuracy: %.4f\n", trainer.final_accuracy_name(), accuracy);
   std::printf("epsilon: %.4f at delta = %g (PLD, add/remove adjacency, truncated Poisson sampling, %llu steps)\n",
               epsilon, o.s.delta, static_cast<unsigned long long>(run.next_step()));
   std::printf("time: %.1f s\n", seconds);
-  report_releases(run, o.s.delta);
-  write_outputs(o, trainer, test_accuracy, epsilon, run, seconds);
+  report_releases(o, run, o.s.delta);
+  write_outputs(o, trainer, accuracy, epsilon, run, seconds);
   return 0;
 }
 
 int run_main(Options& o, const dpsgd_example::TrainingProcess& process) {
   const auto start = std::chrono::steady_clock::now();
-  const dpsgd::LabelledImages train = load(o.s.data_dir, "train", o.s.train_subset);
-  const dpsgd::LabelledImages test = load(o.s.data_dir, "t10k", o.test_subset);
+  const DataSets data = load_data(o);
   return process.run_training(
-      [&] { return run_config(o, train.images.rows()); },
+      [&] { return run_config(o, data.train.images.rows()); },
       std::make_unique<dpsgd::Momentum<float>>(o.s.learning_rate, o.s.momentum),
-      [&](dpsgd_example::StepDriver& driver) { return train_and_report(o, driver, train, test, start); });
+      [&](dpsgd_example::StepDriver& driver) { return train_and_report(o, driver, data, start); });
 }
 
 // Keeps the step's large temporaries (im2col buffers and activations of a 2,357-slot batch, tens of

@@ -9,7 +9,7 @@ set -euo pipefail
 binary=$1 cli=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
 RANDOM=20261122  # fixed seed for the kill times: the test is reproducible
-common=(--train-subset 3000 --test-subset 300 --epochs 3 --batch-size 100 --seed 5 --epsilon 2
+common=(--model cnn --train-subset 3000 --test-subset 300 --epochs 3 --batch-size 100 --seed 5 --epsilon 2
         --run-dir "$work/run" --checkpoint-every 1 --metrics-out "$work/metrics.json")
 fail() { echo "kill_resume_test: FAILED: $*" >&2; exit 1; }
 

@@ -2,7 +2,7 @@
 # data (missing, truncated) must exit with status 2.
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
-set(subset --train-subset 2000 --test-subset 500 --batch-size 250 --seed 11 --epsilon 3)
+set(subset --model cnn --train-subset 2000 --test-subset 500 --batch-size 250 --seed 11 --epsilon 3)
 set(common ${subset} --epochs 2)
 
 # Resumes the run in ${WORK_DIR}/run with the given flags; fails unless it exits 0. Sets `epsilon_out`
@@ -86,4 +86,27 @@ endif()
 if(EXISTS ${WORK_DIR}/run_missing OR EXISTS ${WORK_DIR}/run_broken)
   message(FATAL_ERROR "a run refused for its data left a run directory behind")
 endif()
-message(STATUS "fashion_mnist smoke test passed: accuracy ${accuracy}, epsilon ${epsilon}")
+# The linear head on scattering features, tuned on a validation split: the metrics report the
+# validation accuracy and no test accuracy (the test set is not touched), and it learns.
+execute_process(COMMAND ${BINARY} --train-subset 2000 --batch-size 250 --seed 11 --epochs 2 --model scatter-linear --validation 500 --learning-rate 2 --ema 0.9
+                        --run-dir ${WORK_DIR}/run_scatter --metrics-out ${WORK_DIR}/scatter.json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "fashion_mnist --model scatter-linear failed (${rc}):\n${out}\n${err}")
+endif()
+file(READ ${WORK_DIR}/scatter.json metrics)
+string(JSON scatter_accuracy GET "${metrics}" validation_accuracy)
+string(JSON scatter_examples GET "${metrics}" training_examples)
+string(JSON test_value ERROR_VARIABLE no_test GET "${metrics}" test_accuracy)
+if(scatter_accuracy LESS 0.5 OR NOT scatter_examples EQUAL 1500 OR NOT no_test)
+  message(FATAL_ERROR "scatter-linear: validation accuracy ${scatter_accuracy} (expected >= 0.5), "
+                      "${scatter_examples} training examples (expected 1500), test accuracy '${test_value}' "
+                      "(expected none):\n${metrics}")
+endif()
+string(FIND "${out}" "scattering features of 1500 training images" said)
+if(said EQUAL -1)
+  message(FATAL_ERROR "scatter-linear did not report its feature extraction:\n${out}")
+endif()
+
+message(STATUS "fashion_mnist smoke test passed: accuracy ${accuracy}, epsilon ${epsilon}, "
+               "scatter-linear validation accuracy ${scatter_accuracy}")
