@@ -45,7 +45,11 @@ struct FftPlans {
 // nothing FFTW allocated still held (leak checkers see a clean exit).
 class PlanCache {
  public:
-  PlanCache() = default;
+  // The lock and the count it reads at exit are made first, so they are destroyed after the cache.
+  PlanCache() {
+    (void)detail::fftw_planner_mutex();
+    (void)detail::fftw_plans_held_elsewhere();
+  }
   PlanCache(const PlanCache&) = delete;
   PlanCache& operator=(const PlanCache&) = delete;
   ~PlanCache() {
@@ -54,7 +58,7 @@ class PlanCache {
       if (plans.forward != nullptr) fftw_destroy_plan(plans.forward);
       if (plans.inverse != nullptr) fftw_destroy_plan(plans.inverse);
     }
-    fftw_cleanup();
+    if (detail::fftw_plans_held_elsewhere() == 0) fftw_cleanup();
   }
 
   const FftPlans& plans_for(std::size_t n) {

@@ -26,7 +26,7 @@ struct PlanPair {
 // scratch arrays, all of FFTW's alignment.
 class Workspace {
  public:
-  explicit Workspace(std::size_t size) : size_(size) {
+  explicit Workspace(std::size_t size) {
     for (fftw_complex*& b : buffers_) b = fftw_alloc_complex(size);
   }
   ~Workspace() {
@@ -40,7 +40,6 @@ class Workspace {
   fftw_complex* b() { return buffers_[3]; }
 
  private:
-  std::size_t size_;
   fftw_complex* buffers_[4] = {};
 };
 
@@ -66,12 +65,20 @@ struct Scattering2D::Impl {
     make_plans();
   }
 
-  ~Impl() {
+  ~Impl() { destroy_plans(); }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  void destroy_plans() {
     std::lock_guard<std::mutex> lock(detail::fftw_planner_mutex());
     for (PlanPair& p : plans) {
-      if (p.forward != nullptr) fftw_destroy_plan(p.forward);
-      if (p.inverse != nullptr) fftw_destroy_plan(p.inverse);
+      for (fftw_plan plan : {p.forward, p.inverse}) {
+        if (plan == nullptr) continue;
+        fftw_destroy_plan(plan);
+        --detail::fftw_plans_held_elsewhere();
+      }
     }
+    plans.clear();
   }
 
   void make_plans() {
@@ -86,13 +93,17 @@ struct Scattering2D::Impl {
             fftw_plan_dft_2d(static_cast<int>(p.rows), static_cast<int>(p.cols), in, out, FFTW_FORWARD, FFTW_ESTIMATE);
         p.inverse =
             fftw_plan_dft_2d(static_cast<int>(p.rows), static_cast<int>(p.cols), in, out, FFTW_BACKWARD, FFTW_ESTIMATE);
+        detail::fftw_plans_held_elsewhere() += (p.forward != nullptr ? 1 : 0) + (p.inverse != nullptr ? 1 : 0);
         plans.push_back(p);
       }
     }
     fftw_free(in);
     fftw_free(out);
     for (const PlanPair& p : plans) {
-      if (p.forward == nullptr || p.inverse == nullptr) throw Error("dpsgd::Scattering2D: FFTW could not plan a DFT");
+      if (p.forward == nullptr || p.inverse == nullptr) {
+        destroy_plans();  // the destructor does not run for an object whose constructor throws
+        throw Error("dpsgd::Scattering2D: FFTW could not plan a DFT");
+      }
     }
   }
 
