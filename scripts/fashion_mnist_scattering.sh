@@ -3,7 +3,7 @@
 # last 5,000 training examples; the test set is not read), then the chosen configuration at epsilon
 # 1, 2 and 3 with three seeds each on all 60,000 training examples, the test set evaluated once at
 # the end of each run. Prints one line per run and the median and spread per epsilon.
-# Usage: fashion_mnist_scattering.sh BUILD_DIR OUT_DIR [tune|final|all]   (default all; about 40 min)
+# Usage: fashion_mnist_scattering.sh BUILD_DIR OUT_DIR [tune|final|all]   (default all; about 55 min)
 set -euo pipefail
 build=${1:?usage: fashion_mnist_scattering.sh BUILD_DIR OUT_DIR [tune|final|all]}
 out=${2:?usage: fashion_mnist_scattering.sh BUILD_DIR OUT_DIR [tune|final|all]}
@@ -37,6 +37,13 @@ if [ "$what" = tune ] || [ "$what" = all ]; then
   run tune-b16384-e80-lr16 "${tune[@]}" --batch-size 16384 --epochs 80 --learning-rate 16
   run tune-b8192-e40-lr8-g81 "${tune[@]}" --batch-size 8192 --epochs 40 --learning-rate 8 --scatter-groups 81
   run tune-b8192-e40-lr32 "${tune[@]}" --batch-size 8192 --epochs 40 --learning-rate 32
+  # The DP feature statistics (issue 18's second normaliser) against the default, over three seeds.
+  for seed in 1 2 3; do
+    [ "$seed" = 1 ] || run "tune-default-seed$seed" --validation 5000 --seed "$seed" --model scatter-linear \
+      --batch-size 8192 --epochs 40 --learning-rate 16
+    run "tune-stats10-seed$seed" --validation 5000 --seed "$seed" --model scatter-linear --batch-size 8192 --epochs 40 \
+      --learning-rate 16 --feature-stats-noise 10
+  done
 fi
 
 if [ "$what" = final ] || [ "$what" = all ]; then

@@ -11,7 +11,8 @@ set -euo pipefail
 packages=(
   cmake g++ make                 # toolchain
   libeigen3-dev                  # Eigen 3.4: linear algebra
-  libopenblas-openmp-dev         # OpenBLAS (OpenMP build): the GEMMs behind Eigen's products
+  libopenblas-openmp-dev         # OpenBLAS (OpenMP build): the BLAS behind Eigen's products
+  libdnnl2                       # oneDNN: the float GEMMs when present (loaded at run time; docs/benchmarks.md)
   nlohmann-json3-dev             # JSON I/O
   libcli11-dev                   # command-line parsing of the examples and CLI
   zlib1g-dev                     # reading the gzip-compressed IDX files
@@ -26,6 +27,7 @@ case "${1:-}" in
     libtorch-dev  # LibTorch (CPU): the dpsgd::torch component
     fortunes      # fortune cookies: the text of the dp_lm example
     libopenmpi-dev openmpi-bin  # OpenMPI: the dpsgd::mpi component and its mpirun tests
+    libblis4-openmp libxsmm-dev  # BLIS and libxsmm: the other GEMM libraries bench_gemm_backends compares
   ) ;;
   "") ;;
   *) echo "install-deps: unknown option $1 (use --all or nothing)" >&2; exit 2 ;;

@@ -9,6 +9,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "dpsgd/accounting/detail/pld_queries.hpp"
 #include "dpsgd/core/error.hpp"
@@ -310,6 +311,45 @@ NoiseCalibration calibrate_noise(const NoiseCalibrationQuery& query) {
                 describe(" at delta = ", query.delta) + "; please report this");
   }
   return {sigma, answer};
+}
+
+NoiseCalibration calibrate_noise_after(std::span<const TrainingPhase> spent, const NoiseCalibrationQuery& query) {
+  if (spent.empty()) return calibrate_noise(query);
+  for (std::size_t k = 0; k < spent.size(); ++k) validate_training_phase(spent[k], k);
+  const AccountingAnswer spent_alone = epsilon_answer(spent, query.delta, query.options);
+  DPSGD_CHECK_ARG(spent_alone.value < query.epsilon, "the spent mechanisms alone have epsilon "
+                                                         << spent_alone.value << " at delta = " << query.delta
+                                                         << ", leaving no room under epsilon = " << query.epsilon);
+  // The run alone is a lower bound: composing more mechanisms never lowers epsilon.
+  double low = calibrate_noise(query).noise_multiplier;
+  std::vector<TrainingPhase> all(spent.begin(), spent.end());
+  all.push_back(TrainingPhase{{query.sampling_rate, low, query.steps}, query.dataset_size, query.capacity});
+  const auto answer_at = [&](double sigma) {
+    all.back().noise_multiplier = sigma;
+    return epsilon_answer(all, query.delta, query.options);
+  };
+  AccountingAnswer answer = answer_at(low);
+  if (answer.value <= query.epsilon) return {low, answer};
+  double high = low;
+  do {
+    low = high;
+    high *= 1.25;
+    DPSGD_CHECK_ARG(high <= kMaxNoiseMultiplier,
+                    "no noise multiplier up to 1e6 reaches epsilon = " << query.epsilon << " at delta = " << query.delta
+                                                                       << " after the spent mechanisms");
+    answer = answer_at(high);
+  } while (!(answer.value <= query.epsilon));
+  while (high / low > 1.0 + 1e-4) {
+    const double mid = std::sqrt(low * high);
+    AccountingAnswer at_mid = answer_at(mid);
+    if (at_mid.value <= query.epsilon) {
+      high = mid;
+      answer = std::move(at_mid);
+    } else {
+      low = mid;
+    }
+  }
+  return {high, answer};
 }
 
 std::int64_t calibrate_steps(const StepCalibrationQuery& query) {

@@ -1,6 +1,7 @@
 // PrivacyLedger: run-length phases, JSON with an FNV-1a checksum, atomic persistence.
 #include "dpsgd/accounting/privacy_ledger.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -13,7 +14,10 @@ namespace dpsgd {
 namespace {
 
 constexpr const char* kFormat = "dpsgd.privacy_ledger";
+// Version 2 adds whole-data-set releases; a ledger without any is still written as version 1, and one
+// with releases is refused by readers that know only version 1 (they would under-count).
 constexpr int kVersion = 1;
+constexpr int kVersionWithReleases = 2;
 
 constexpr const char* kRefused = "dpsgd: privacy ledger refused: ";
 
@@ -87,8 +91,31 @@ void PrivacyLedger::record(const DpStepRecord& step) {
   *this = std::move(updated);
 }
 
+std::uint32_t PrivacyLedger::record_release(double noise_multiplier) {
+  DPSGD_CHECK_ARG(std::isfinite(noise_multiplier) && noise_multiplier > 0.0,
+                  "noise_multiplier of a release must be finite and > 0, got " << noise_multiplier);
+  DPSGD_CHECK_ARG(releases_.size() < std::numeric_limits<std::uint32_t>::max(),
+                  "a ledger holds at most 2^32 - 1 releases");
+  PrivacyLedger updated = *this;
+  updated.releases_.push_back(noise_multiplier);
+  if (persist_path_) write_file_atomically(*persist_path_, file_text(updated));
+  *this = std::move(updated);
+  return static_cast<std::uint32_t>(releases_.size() - 1);
+}
+
+std::vector<TrainingPhase> PrivacyLedger::charged() const {
+  std::vector<TrainingPhase> all;
+  all.reserve(releases_.size() + phases_.size());
+  for (const double sigma : releases_) all.push_back(TrainingPhase{{1.0, sigma, 1}});
+  all.insert(all.end(), phases_.begin(), phases_.end());
+  return all;
+}
+
 bool PrivacyLedger::continues(const PrivacyLedger& earlier) const {
   if (next_step_ < earlier.next_step_ || (earlier.unbounded_ && !unbounded_)) return false;
+  if (earlier.releases_.size() > releases_.size() ||
+      !std::equal(earlier.releases_.begin(), earlier.releases_.end(), releases_.begin()))
+    return false;
   if (earlier.phases_.size() > phases_.size()) return false;
   for (std::size_t k = 0; k < earlier.phases_.size(); ++k) {
     const TrainingPhase& before = earlier.phases_[k];
@@ -108,20 +135,20 @@ std::int64_t PrivacyLedger::steps() const {
 
 double PrivacyLedger::epsilon(double delta, const AccountantOptions& options) const {
   if (unbounded_) return std::numeric_limits<double>::infinity();
-  if (phases_.empty()) return 0.0;
-  return compute_epsilon(phases_, delta, options);
+  if (phases_.empty() && releases_.empty()) return 0.0;
+  return compute_epsilon(charged(), delta, options);
 }
 
 double PrivacyLedger::delta(double epsilon, const AccountantOptions& options) const {
   if (unbounded_) return 1.0;
-  if (phases_.empty()) return 0.0;
-  return compute_delta(phases_, epsilon, options);
+  if (phases_.empty() && releases_.empty()) return 0.0;
+  return compute_delta(charged(), epsilon, options);
 }
 
 nlohmann::json PrivacyLedger::to_json() const {
   nlohmann::json payload;
   payload["format"] = kFormat;
-  payload["version"] = kVersion;
+  payload["version"] = releases_.empty() ? kVersion : kVersionWithReleases;
   payload["next_step"] = next_step_;
   payload["unbounded"] = unbounded_;
   payload["phases"] = nlohmann::json::array();
@@ -132,6 +159,7 @@ nlohmann::json PrivacyLedger::to_json() const {
                                  {"dataset_size", p.dataset_size},
                                  {"capacity", p.capacity}});
   }
+  if (!releases_.empty()) payload["releases"] = releases_;
   nlohmann::json document = payload;
   document["checksum"] = fnv1a64_checksum(payload.dump());
   return document;
@@ -141,7 +169,8 @@ PrivacyLedger PrivacyLedger::from_json(const nlohmann::json& document) {
   const JsonFields fields(document, "the ledger", kRefused);
   if (fields.string("format") != kFormat) corrupt("\"format\" is not \"" + std::string(kFormat) + "\"");
   const std::int64_t version = fields.integer("version");
-  if (version != kVersion) corrupt("version " + std::to_string(version) + " is not the supported version 1");
+  if (version != kVersion && version != kVersionWithReleases)
+    corrupt("version " + std::to_string(version) + " is not a supported version (1 or 2)");
   nlohmann::json payload = document;
   const std::string stored = fields.string("checksum");
   payload.erase("checksum");
@@ -165,6 +194,18 @@ PrivacyLedger PrivacyLedger::from_json(const nlohmann::json& document) {
     counted += static_cast<std::uint64_t>(p.steps);
     if (counted > ledger.next_step_) corrupt("it holds more steps than its next_step allows");
     ledger.phases_.push_back(p);
+  }
+  if (version == kVersionWithReleases) {
+    const nlohmann::json& releases = fields.array("releases");
+    if (releases.empty()) corrupt("a version 2 ledger must hold at least one release");
+    for (std::size_t k = 0; k < releases.size(); ++k) {
+      const double sigma = releases[k].is_number() ? releases[k].get<double>() : -1.0;
+      if (!(std::isfinite(sigma) && sigma > 0.0))
+        corrupt("releases[" + std::to_string(k) + "] is not a noise multiplier > 0");
+      ledger.releases_.push_back(sigma);
+    }
+  } else if (document.contains("releases")) {
+    corrupt("a version 1 ledger holds no releases");
   }
   return ledger;
 }

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "dpsgd/accounting/calibration.hpp"
 #include "dpsgd/core/validate.hpp"
@@ -37,6 +38,7 @@ TrainingRunConfig plan_run(const RunPlanRequest& r) {
   c.clip = r.clip;
   c.settings = r.settings;
   c.seed = r.seed;
+  c.release = r.release;
   if (const auto stored = r.resume ? TrainingRun::definition_in(r.directory) : std::nullopt) {
     c.capacity = stored->value("capacity", std::int64_t{0});
     c.noise_multiplier = r.noise_multiplier.value_or(stored->value("noise_multiplier", 0.0));
@@ -52,12 +54,14 @@ TrainingRunConfig plan_run(const RunPlanRequest& r) {
     return c;
   }
   const bool truncated = c.capacity < c.dataset_size;
-  c.noise_multiplier = calibrate_noise({.sampling_rate = c.sampling_rate,
-                                        .steps = c.steps,
-                                        .epsilon = r.epsilon,
-                                        .delta = r.delta,
-                                        .dataset_size = truncated ? c.dataset_size : 0,
-                                        .capacity = truncated ? c.capacity : 0})
+  std::vector<TrainingPhase> spent;
+  if (r.release) spent.push_back(TrainingPhase{{1.0, r.release->noise_multiplier, 1}});
+  c.noise_multiplier = calibrate_noise_after(spent, {.sampling_rate = c.sampling_rate,
+                                                     .steps = c.steps,
+                                                     .epsilon = r.epsilon,
+                                                     .delta = r.delta,
+                                                     .dataset_size = truncated ? c.dataset_size : 0,
+                                                     .capacity = truncated ? c.capacity : 0})
                            .noise_multiplier;
   return c;
 }

@@ -8,10 +8,12 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <utility>
 
 #include "dpsgd/core/atomic_file.hpp"
+#include "dpsgd/core/checksum.hpp"
 #include "dpsgd/core/detail/vector_ops.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/validate.hpp"
@@ -28,14 +30,16 @@ constexpr const char* kFormat = "dpsgd.training_run";
 constexpr const char* kPlannedSteps = "planned_steps";
 constexpr const char* kRunId = "run_id";
 // The files a run writes through temporary files (write_file_atomically names them <file>.tmp.XXXXXX).
-constexpr const char* kReplacedFiles[] = {"checkpoint.json", "ledger.json", "run.json"};
+constexpr const char* kReplacedFiles[] = {"checkpoint.json", "ledger.json", "run.json", "release.json"};
 
 // Everything that defines the mechanism and the caller's settings: what a resume must match.
 nlohmann::json definition_of(const TrainingRunConfig& c) {
-  return {
+  nlohmann::json definition = {
       {"format", kFormat},      {"dataset_size", c.dataset_size},         {"sampling_rate", c.sampling_rate},
       {"capacity", c.capacity}, {"noise_multiplier", c.noise_multiplier}, {"clip_sensitivity", c.clip.sensitivity()},
       {"settings", c.settings}};
+  if (c.release) definition["release"] = c.release->to_json();  // absent: runs without one read as before
+  return definition;
 }
 
 std::string run_file_text(const nlohmann::json& definition, std::int64_t planned_steps) {
@@ -55,6 +59,37 @@ void validate(const TrainingRunConfig& c) {
   validate_noise_multiplier(c.noise_multiplier);
   c.clip.validate();
   DPSGD_CHECK_ARG(c.steps >= 1, "steps must be >= 1, got " << c.steps);
+  if (c.release) c.release->validate();
+}
+
+constexpr const char* kReleaseFormat = "dpsgd.sum_release";
+
+std::string release_file_text(const std::vector<double>& values) {
+  nlohmann::json payload = {{"format", kReleaseFormat}, {"values", values}};
+  nlohmann::json document = payload;
+  document["checksum"] = fnv1a64_checksum(payload.dump());
+  return document.dump() + "\n";
+}
+
+std::vector<double> read_release_file(const std::string& path, std::int64_t dimension) {
+  const nlohmann::json document = nlohmann::json::parse(read_file(path), nullptr, false);
+  const auto refused = [&](const std::string& why) { return FormatError("dpsgd: " + path + " refused: " + why); };
+  if (!document.is_object() || document.value("format", "") != kReleaseFormat || !document.contains("checksum") ||
+      !document.contains("values") || !document["values"].is_array())
+    throw refused("not a release file");
+  nlohmann::json payload = document;
+  payload.erase("checksum");
+  if (document["checksum"] != fnv1a64_checksum(payload.dump()))
+    throw refused("the checksum does not match the content (edited or corrupt)");
+  std::vector<double> values;
+  for (const auto& v : document["values"]) {
+    if (!v.is_number()) throw refused("a value is not a number");
+    values.push_back(v.get<double>());
+  }
+  if (static_cast<std::int64_t>(values.size()) != dimension)
+    throw refused("it holds " + std::to_string(values.size()) + " values, the run's release " +
+                  std::to_string(dimension));
+  return values;
 }
 
 // The keys whose values differ between a stored definition and this program's, for the refusal; the
@@ -321,6 +356,26 @@ void TrainingRun::restore_checkpoint() {
   }
   // Steps charged after the last checkpoint (or with none) stay charged and are never taken again.
   if (next > 0) dp_->resume_at(next);
+}
+
+std::vector<double> TrainingRun::release_sum(const RowSource& row) {
+  DPSGD_CHECK_ARG(config_.release.has_value(), "release_sum: the run's config holds no release");
+  DPSGD_CHECK_ARG(!replica_, "release_sum: a replica owns no files; the writer process releases");
+  const SumRelease& release = *config_.release;
+  const std::string path = file("release.json");
+  if (fs::exists(path)) return read_release_file(path, release.dimension);
+  if (!ledger_.releases().empty()) {
+    throw Error("dpsgd::TrainingRun: the ledger in " + config_.directory +
+                " charged the release, but release.json is gone; it cannot be made again without reusing its "
+                "noise: start a new run");
+  }
+  // Charged first (write-ahead), then computed with the stream the ledger hands out, from the noise
+  // seed at the one step index DpSgd never uses.
+  const std::uint32_t stream = ledger_.record_release(release.noise_multiplier);
+  const NoiseKey key(dp_->noise_seed(), std::numeric_limits<std::uint64_t>::max(), stream);
+  std::vector<double> values = noisy_clipped_sum(release, config_.dataset_size, row, key);
+  create_file_atomically(path, release_file_text(values));
+  return values;
 }
 
 void TrainingRun::step(std::span<float> params, std::span<float> gradient, const Batch& batch) {

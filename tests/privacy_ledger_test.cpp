@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 
 #include "dpsgd/accounting/privacy_ledger.hpp"
 #include "dpsgd/core/atomic_file.hpp"
+#include "dpsgd/core/checksum.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/optim/dp_sgd.hpp"
 
@@ -225,6 +227,54 @@ TEST(PrivacyLedger, StepIndicesCannotWrap) {
   EXPECT_THROW(dp.step(params, grad), InvalidArgument);
   EXPECT_EQ(params, std::vector<float>(4, 0.0f));
   EXPECT_EQ(dp.next_step(), kLast);
+}
+
+// A whole-data-set release is charged like one step at sampling rate 1, composed with the steps, and
+// written as version 2 (which a reader of version 1 refuses instead of silently dropping it).
+TEST_F(LedgerFiles, ReleasesAreChargedComposedAndPersisted) {
+  PrivacyLedger ledger(path("ledger.json"));
+  EXPECT_EQ(ledger.record_release(8.0), 0u);
+  EXPECT_EQ(PrivacyLedger::load(path("ledger.json")).releases(), std::vector<double>{8.0});  // write-ahead
+  for (std::uint64_t step = 0; step < 50; ++step) ledger.record(DpStepRecord{step, 0.01, 1.1});
+  EXPECT_EQ(ledger.record_release(16.0), 1u);
+  const std::vector<TrainingPhase> composed = {TrainingPhase{{1.0, 8.0, 1}}, TrainingPhase{{1.0, 16.0, 1}},
+                                               TrainingPhase{{0.01, 1.1, 50}}};
+  EXPECT_NEAR(ledger.epsilon(1e-5), compute_epsilon(composed, 1e-5), 1e-9);
+  PrivacyLedger steps_only;
+  for (std::uint64_t step = 0; step < 50; ++step) steps_only.record(DpStepRecord{step, 0.01, 1.1});
+  EXPECT_GT(ledger.epsilon(1e-5), steps_only.epsilon(1e-5));  // control: the releases cost something
+  EXPECT_LT(ledger.delta(1.0), 1.0);
+
+  const PrivacyLedger loaded = PrivacyLedger::load(path("ledger.json"));
+  EXPECT_EQ(loaded.to_json(), ledger.to_json());
+  EXPECT_EQ(loaded.to_json()["version"], 2);
+  EXPECT_EQ(steps_only.to_json()["version"], 1);  // ledgers without releases read as before
+  EXPECT_TRUE(loaded.continues(ledger));
+
+  // A history without the releases, or with other ones, is not this one.
+  EXPECT_FALSE(steps_only.continues(ledger));
+  EXPECT_TRUE(ledger.continues(steps_only));  // releases charged since: more, never less
+  PrivacyLedger other;
+  other.record_release(9.0);
+  EXPECT_FALSE(ledger.continues(other));
+
+  const auto write = [&](const std::string& name, nlohmann::json document) {
+    document.erase("checksum");
+    document["checksum"] = fnv1a64_checksum(document.dump());
+    std::ofstream(path(name)) << document.dump();
+    return path(name);
+  };
+  nlohmann::json as_v1 = ledger.to_json();
+  as_v1["version"] = 1;
+  EXPECT_THROW(PrivacyLedger::load(write("v1.json", as_v1)), FormatError);
+  nlohmann::json empty_releases = ledger.to_json();
+  empty_releases["releases"] = nlohmann::json::array();
+  EXPECT_THROW(PrivacyLedger::load(write("empty.json", empty_releases)), FormatError);
+  nlohmann::json bad_sigma = ledger.to_json();
+  bad_sigma["releases"][0] = 0.0;
+  EXPECT_THROW(PrivacyLedger::load(write("sigma.json", bad_sigma)), FormatError);
+  EXPECT_THROW(ledger.record_release(0.0), InvalidArgument);
+  EXPECT_THROW(ledger.record_release(std::nan("")), InvalidArgument);
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ RunPlanRequest request(const std::string& directory) {
           .noise_multiplier = std::nullopt,
           .no_privacy = false,
           .settings = nlohmann::json::object(),
-          .seed = 42};
+          .seed = 42,
+          .release = std::nullopt};
 }
 
 std::string fresh_dir() {

@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "dpsgd/core/error.hpp"
 #include "dpsgd/mpi/distributed_run.hpp"
 #include "dpsgd/mpi/session.hpp"
 #include "step_driver.hpp"
@@ -31,6 +33,9 @@ class DistributedDriver : public StepDriver {
   }
   bool stop_now(bool requested_here) const override { return run_.any_rank(requested_here); }
   bool reports() const override { return run_.writes(); }
+  std::vector<double> release_sum(const dpsgd::RowSource&) override {
+    throw dpsgd::InvalidArgument("a statistic release is not available in a distributed run yet");
+  }
 
  private:
   dpsgd::mpi::DistributedRun& run_;

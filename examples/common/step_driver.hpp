@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <utility>
+#include <vector>
 
 #include "dpsgd/optim/training_run.hpp"
 #include "dpsgd/sampling/batch.hpp"
@@ -30,6 +31,8 @@ class StepDriver {
   virtual bool stop_now(bool requested_here) const = 0;
   // Whether this process prints and writes the outputs (the one process, or rank 0).
   virtual bool reports() const = 0;
+  // The run's statistic release (dpsgd::TrainingRun::release_sum).
+  virtual std::vector<double> release_sum(const dpsgd::RowSource& row) = 0;
 };
 
 class LocalDriver : public StepDriver {
@@ -51,6 +54,7 @@ class LocalDriver : public StepDriver {
   }
   bool stop_now(bool requested_here) const override { return requested_here; }
   bool reports() const override { return true; }
+  std::vector<double> release_sum(const dpsgd::RowSource& row) override { return run_.release_sum(row); }
 
  private:
   dpsgd::TrainingRun& run_;

@@ -175,7 +175,8 @@ dpsgd::TrainingRunConfig run_config(const Options& o, std::int64_t n) {
                           .noise_multiplier = o.sigma,
                           .no_privacy = o.s.no_privacy,
                           .settings = o.s.to_json(),
-                          .seed = o.seed});
+                          .seed = o.seed,
+                          .release = std::nullopt});
 }
 
 double peak_memory_mb() {

@@ -34,6 +34,7 @@
 #include "run_outcome.hpp"
 #include "step_driver.hpp"
 #include "training_process.hpp"
+#include "wait_policy.hpp"
 
 namespace {
 
@@ -49,16 +50,24 @@ struct Settings {
   std::string model = "scatter-linear";
   double batch_size = 2048, learning_rate = 4.0, momentum = 0.9, clip_norm = 0.1;
   double epsilon = 3.0, delta = 1e-5, ema = 0.0;
+  // The DP feature statistics (--feature-stats-noise; 0: off) and their per-example clip norm.
+  double feature_stats_noise = 0.0, feature_stats_clip = 160.0;
   bool no_privacy = false;
   std::int64_t train_subset = 0, validation = 0, scatter_groups = 27;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
 
   nlohmann::json to_json() const {
-    return {{"model", model},           {"batch_size", batch_size},         {"learning_rate", learning_rate},
-            {"momentum", momentum},     {"clip_norm", clip_norm},           {"epsilon", epsilon},
-            {"delta", delta},           {"no_privacy", no_privacy},         {"train_subset", train_subset},
-            {"validation", validation}, {"scatter_groups", scatter_groups}, {"ema", ema},
-            {"data_dir", data_dir}};
+    nlohmann::json settings = {
+        {"model", model},           {"batch_size", batch_size},         {"learning_rate", learning_rate},
+        {"momentum", momentum},     {"clip_norm", clip_norm},           {"epsilon", epsilon},
+        {"delta", delta},           {"no_privacy", no_privacy},         {"train_subset", train_subset},
+        {"validation", validation}, {"scatter_groups", scatter_groups}, {"ema", ema},
+        {"data_dir", data_dir}};
+    if (feature_stats_noise > 0.0) {  // absent when off: runs made before the option resume as before
+      settings["feature_stats_noise"] = feature_stats_noise;
+      settings["feature_stats_clip"] = feature_stats_clip;
+    }
+    return settings;
   }
 };
 
@@ -100,6 +109,13 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
   app.add_option("--scatter-groups", s.scatter_groups,
                  "groups of the per-example group normalisation of the 81 scattering channels (1, 3, 9, 27 or 81)")
       ->check(CLI::IsMember({1, 3, 9, 27, 81}));
+  app.add_option("--feature-stats-noise", s.feature_stats_noise,
+                 "standardise each scattering feature with its mean and variance over the training set, released "
+                 "once with Gaussian noise of this multiplier and charged to the run's ledger (0: off)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--feature-stats-clip", s.feature_stats_clip,
+                 "clip norm of each example's (features, squared features) row in that release")
+      ->check(CLI::PositiveNumber);
   app.add_option("--validation", s.validation,
                  "hold out the last N training examples and report accuracy on them; the test set is not touched "
                  "(for choosing hyperparameters)")
@@ -234,9 +250,46 @@ DataSets load_data(const Options& o) {
   return data;
 }
 
+// The release of the DP feature statistics (--feature-stats-noise): per example the row (x, x^2) of
+// its F group-normalised features, so the noisy sums give every feature's mean and second moment.
+std::optional<dpsgd::SumRelease> feature_stats_release(const Settings& s, std::int64_t features) {
+  if (s.feature_stats_noise <= 0.0) return std::nullopt;
+  return dpsgd::SumRelease{
+      .dimension = 2 * features, .clip_norm = s.feature_stats_clip, .noise_multiplier = s.feature_stats_noise};
+}
+
+// Standardises every feature of the three sets alike with the released statistics: (x - mean) /
+// sqrt(variance), the variance floored at kVarianceFloor (noise can make a small one negative). The
+// statistics are the run's release (computed and charged once; a resumed run's saved values), so
+// normalising costs nothing beyond its charge in the ledger.
+constexpr double kVarianceFloor = 1e-2;
+
+void standardise_features(dpsgd_example::StepDriver& driver, DataSets& data) {
+  const RowMajorMatrix<float>& train = data.train.images;
+  const Eigen::Index f = train.cols();
+  const std::vector<double> sums = driver.release_sum([&](std::int64_t i, std::span<double> row) {
+    for (Eigen::Index j = 0; j < f; ++j) {
+      const double x = train(i, j);
+      row[static_cast<std::size_t>(j)] = x;
+      row[static_cast<std::size_t>(f + j)] = x * x;
+    }
+  });
+  const double n = static_cast<double>(driver.run().config().dataset_size);  // public
+  Eigen::RowVectorXf mean(f), inverse_std(f);
+  for (Eigen::Index j = 0; j < f; ++j) {
+    const double m = sums[static_cast<std::size_t>(j)] / n;
+    const double variance = sums[static_cast<std::size_t>(f + j)] / n - m * m;
+    mean(j) = static_cast<float>(m);
+    inverse_std(j) = static_cast<float>(1.0 / std::sqrt(std::max(variance, kVarianceFloor)));
+  }
+  for (dpsgd::LabelledImages* set : {&data.train, &data.validation, &data.test})
+    if (set->images.rows() > 0)
+      set->images = ((set->images.rowwise() - mean).array().rowwise() * inverse_std.array()).matrix();
+}
+
 // The run: a new one calibrates sigma to the target epsilon with the library's capacity rule, a
 // resumed one keeps its own sigma and capacity (dpsgd::plan_run).
-dpsgd::TrainingRunConfig run_config(const Options& o, std::int64_t n) {
+dpsgd::TrainingRunConfig run_config(const Options& o, std::int64_t n, std::int64_t features) {
   const Settings& s = o.s;
   if (s.batch_size > static_cast<double>(n))
     throw dpsgd::InvalidArgument("--batch-size must be <= the training set size");
@@ -251,7 +304,8 @@ dpsgd::TrainingRunConfig run_config(const Options& o, std::int64_t n) {
                           .noise_multiplier = o.sigma,
                           .no_privacy = s.no_privacy,
                           .settings = s.to_json(),
-                          .seed = o.seed});
+                          .seed = o.seed,
+                          .release = feature_stats_release(s, features)});
 }
 
 // The private training loop and what it shows: the run, the model, the data, the history it extends.
@@ -393,6 +447,11 @@ void report_releases(const Options& o, const dpsgd::TrainingRun& run, double del
   std::printf("releases:\n");
   std::printf("  model parameters after %lld charged steps: epsilon %.4f at delta %g (the ledger's total)\n",
               static_cast<long long>(run.ledger().steps()), run.epsilon(delta), delta);
+  if (!run.ledger().releases().empty())
+    std::printf(
+        "  %s/release.json: every feature's noisy sum and sum of squares (noise multiplier %g, clip %g), "
+        "charged in the same ledger and total\n",
+        dir.c_str(), o.s.feature_stats_noise, o.s.feature_stats_clip);
   std::printf("  %s/checkpoint.json: parameters at the last checkpoint, within the same total\n", dir.c_str());
   std::printf("  %s/ledger.json and run.json: the steps charged and the mechanism (public)\n", dir.c_str());
   std::printf("  not released: %s/seed (secret, owner-only)\n", dir.c_str());
@@ -400,7 +459,8 @@ void report_releases(const Options& o, const dpsgd::TrainingRun& run, double del
     std::printf("  the figures are of the moving average of all iterates (decay %g): post-processing, same total\n",
                 o.s.ema);
   if (Classifier::takes_scattering_features(o.s.model))
-    std::printf("  scattering features and their group normalisation: per image, no statistic of the data set\n");
+    std::printf("  scattering features and their group normalisation: per image, no statistic of the data set%s\n",
+                o.s.feature_stats_noise > 0.0 ? "; then standardised with the released statistics" : "");
   std::printf("  accuracy and held-out loss: %s only (not trained on), no privacy cost\n",
               o.s.validation > 0 ? "the validation split" : "test data");
   std::printf("  nothing computed from private batches (their loss, their realised sizes) was printed or saved\n");
@@ -464,13 +524,27 @@ int train_and_report(const Options& o, dpsgd_example::StepDriver& driver, const 
   return 0;
 }
 
+// Combinations the options alone cannot refuse.
+void check_combinations(const Options& o) {
+  if (o.s.feature_stats_noise > 0.0 && !Classifier::takes_scattering_features(o.s.model))
+    throw dpsgd::InvalidArgument(
+        "--feature-stats-noise standardises scattering features: it needs --model "
+        "scatter-linear or scatter-cnn, got --model " +
+        o.s.model);
+  if (o.s.feature_stats_noise > 0.0 && o.distributed)
+    throw dpsgd::InvalidArgument("--feature-stats-noise is not available with --distributed yet");
+}
+
 int run_main(Options& o, const dpsgd_example::TrainingProcess& process) {
   const auto start = std::chrono::steady_clock::now();
-  const DataSets data = load_data(o);
-  return process.run_training(
-      [&] { return run_config(o, data.train.images.rows()); },
-      std::make_unique<dpsgd::Momentum<float>>(o.s.learning_rate, o.s.momentum),
-      [&](dpsgd_example::StepDriver& driver) { return train_and_report(o, driver, data, start); });
+  check_combinations(o);
+  DataSets data = load_data(o);
+  return process.run_training([&] { return run_config(o, data.train.images.rows(), data.train.images.cols()); },
+                              std::make_unique<dpsgd::Momentum<float>>(o.s.learning_rate, o.s.momentum),
+                              [&](dpsgd_example::StepDriver& driver) {
+                                if (o.s.feature_stats_noise > 0.0) standardise_features(driver, data);
+                                return train_and_report(o, driver, data, start);
+                              });
 }
 
 // Keeps the step's large temporaries (im2col buffers and activations of a 2,357-slot batch, tens of
@@ -488,6 +562,7 @@ int main(int argc, char** argv) {
   keep_step_buffers_mapped();
   Options options;
   if (const auto status = parse_options(argc, argv, options)) return *status;
+  if (!options.distributed) dpsgd_example::passive_openmp_waits(argv);  // mpirun's processes keep theirs
   const dpsgd_example::TrainingProcess process(options.distributed, argc, argv);
   if (options.run_dir.empty()) options.run_dir = dpsgd::TrainingRun::fresh_directory("runs", "fashion_mnist");
   // Checked before anything is created, where the run's files are (rank 0), and agreed by all ranks.

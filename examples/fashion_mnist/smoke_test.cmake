@@ -87,8 +87,10 @@ if(EXISTS ${WORK_DIR}/run_missing OR EXISTS ${WORK_DIR}/run_broken)
   message(FATAL_ERROR "a run refused for its data left a run directory behind")
 endif()
 # The linear head on scattering features, tuned on a validation split: the metrics report the
-# validation accuracy and no test accuracy (the test set is not touched), and it learns.
-execute_process(COMMAND ${BINARY} --train-subset 2000 --batch-size 250 --seed 11 --epochs 2 --model scatter-linear --validation 500 --learning-rate 2 --ema 0.9
+# validation accuracy and no test accuracy (the test set is not touched), and it learns; the DP
+# feature statistics are released once, charged, and a resume reads them back instead of again (noise
+# multiplier 2: on 1,500 examples each released mean is off by sigma C / N = 0.2 standard deviations).
+execute_process(COMMAND ${BINARY} --train-subset 2000 --batch-size 250 --seed 11 --epochs 2 --model scatter-linear --validation 500 --learning-rate 2 --ema 0.9 --feature-stats-noise 2
                         --run-dir ${WORK_DIR}/run_scatter --metrics-out ${WORK_DIR}/scatter.json
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
@@ -106,6 +108,26 @@ endif()
 string(FIND "${out}" "scattering features of 1500 training images" said)
 if(said EQUAL -1)
   message(FATAL_ERROR "scatter-linear did not report its feature extraction:\n${out}")
+endif()
+file(READ ${WORK_DIR}/run_scatter/ledger.json ledger)
+string(JSON releases LENGTH "${ledger}" releases)
+string(JSON release_sigma GET "${ledger}" releases 0)
+string(FIND "${out}" "release.json: every feature's noisy sum" listed)
+if(NOT EXISTS ${WORK_DIR}/run_scatter/release.json OR NOT releases EQUAL 1 OR NOT release_sigma EQUAL 2
+   OR listed EQUAL -1)
+  message(FATAL_ERROR "the feature statistics were not released, charged and listed once: ledger releases "
+                      "'${releases}'\n${out}")
+endif()
+file(READ ${WORK_DIR}/run_scatter/release.json released_before)
+execute_process(COMMAND ${BINARY} --train-subset 2000 --batch-size 250 --seed 11 --epochs 3 --model scatter-linear --validation 500 --learning-rate 2 --ema 0.9 --feature-stats-noise 2
+                        --run-dir ${WORK_DIR}/run_scatter --resume
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+file(READ ${WORK_DIR}/run_scatter/ledger.json ledger)
+string(JSON releases LENGTH "${ledger}" releases)
+file(READ ${WORK_DIR}/run_scatter/release.json released_after)
+if(NOT rc EQUAL 0 OR NOT releases EQUAL 1 OR NOT released_before STREQUAL released_after)
+  message(FATAL_ERROR "resuming the scattering run with its released statistics failed (${rc}), ledger releases "
+                      "'${releases}':\n${out}\n${err}")
 endif()
 
 message(STATUS "fashion_mnist smoke test passed: accuracy ${accuracy}, epsilon ${epsilon}, "

@@ -122,7 +122,8 @@ dpsgd::TrainingRunConfig run_config(const Options& o) {
                           .noise_multiplier = o.sigma,
                           .no_privacy = o.no_privacy,
                           .settings = o.settings(),
-                          .seed = o.seed});
+                          .seed = o.seed,
+                          .release = std::nullopt});
 }
 
 double accuracy(dpsgd::nn::Mlp<float>& model, const Dataset& data) {

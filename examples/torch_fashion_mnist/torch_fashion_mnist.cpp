@@ -130,7 +130,8 @@ dpsgd::TrainingRunConfig run_config(const Options& o, std::int64_t n) {
                           .noise_multiplier = std::nullopt,
                           .no_privacy = false,
                           .settings = o.settings(),
-                          .seed = o.seed});
+                          .seed = o.seed,
+                          .release = std::nullopt});
 }
 
 double accuracy(TanhCnn& model, const Images& test) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "dpsgd/accounting/epsilon_delta.hpp"
 
@@ -43,6 +44,12 @@ struct NoiseCalibration {
 // Throws InvalidArgument when no sigma <= 1e6 meets the target (or truncation leaves no room in
 // delta), and dpsgd::Error if the verification fails.
 NoiseCalibration calibrate_noise(const NoiseCalibrationQuery& query);
+
+// The same for a run whose ledger also holds `spent` (mechanisms charged before or beside it, such as
+// a statistic released before training): the smallest noise multiplier (within relative 1e-4) with
+// epsilon of `spent` and the run composed <= query.epsilon, verified the same way; the answer is the
+// composition's. Throws InvalidArgument when `spent` alone leaves no room. calibrate_noise when empty.
+NoiseCalibration calibrate_noise_after(std::span<const TrainingPhase> spent, const NoiseCalibrationQuery& query);
 
 // The largest number of steps (up to max_steps) at (sampling_rate, noise_multiplier) that stays within
 // (epsilon, delta): compute_epsilon meets the target at the result, and fails it one step (above 10^5

@@ -35,6 +35,11 @@ class PrivacyLedger : public PrivacyAccountant {
   static PrivacyLedger open(const std::string& path);
 
   void record(const DpStepRecord& step) override;
+  // Charges one Gaussian mechanism over the whole data set (sampling rate 1, noise multiplier > 0),
+  // released once, before or between steps: a statistic of the data such as a normaliser's means.
+  // Write-ahead like record(). Returns the release's index (0, 1, ...): the noise stream it must use,
+  // so that no two releases share noise.
+  std::uint32_t record_release(double noise_multiplier);
   // From now on, save to `path` inside every record() (write-ahead), e.g. for a ledger restored from a
   // checkpoint. `path` must not exist (dpsgd::FileExists), unless it is this ledger's own file.
   void persist_to(std::string path);
@@ -42,16 +47,18 @@ class PrivacyLedger : public PrivacyAccountant {
   const std::string& persist_path() const;
 
   const std::vector<TrainingPhase>& phases() const { return phases_; }
+  // The noise multipliers of the whole-data-set releases, in the order they were charged.
+  const std::vector<double>& releases() const { return releases_; }
   std::int64_t steps() const;
   // The first step index the ledger will accept: pass it to DpSgd::resume_at when resuming.
   std::uint64_t next_step() const { return next_step_; }
 
   // Whether this ledger continues `earlier`: the same history, possibly with more steps after it
-  // (earlier's phases are a prefix of ours, its last one possibly grown). Resuming from a checkpoint
-  // that saw `earlier` with a ledger that does not continue it would account for another run.
+  // (earlier's phases are a prefix of ours, its last one possibly grown; its releases a prefix of ours). Resuming from
+  // a checkpoint that saw `earlier` with a ledger that does not continue it would account for another run.
   bool continues(const PrivacyLedger& earlier) const;
 
-  // +inf if any step had noise multiplier 0; 0 before any step.
+  // Of the steps and the releases composed; +inf if any step had noise multiplier 0; 0 before any.
   double epsilon(double delta, const AccountantOptions& options = {}) const;
   double delta(double epsilon, const AccountantOptions& options = {}) const;
 
@@ -62,7 +69,11 @@ class PrivacyLedger : public PrivacyAccountant {
   static PrivacyLedger load(const std::string& path);
 
  private:
+  // Every charged mechanism as the accountant composes it: the releases, then the steps.
+  std::vector<TrainingPhase> charged() const;
+
   std::vector<TrainingPhase> phases_;
+  std::vector<double> releases_;
   std::uint64_t next_step_ = 0;
   bool unbounded_ = false;  // a step without noise was released
   std::optional<std::string> persist_path_;

@@ -27,6 +27,7 @@ struct RunPlanRequest {
   bool no_privacy = false;                             // sigma 0 (epsilon infinite): non-private baselines only
   nlohmann::json settings = nlohmann::json::object();  // the program's settings (a resume must match)
   std::optional<std::uint64_t> seed;                   // reproducible runs only; default OS CSPRNG
+  std::optional<SumRelease> release;  // a statistic released before training: calibrated together with it
 };
 
 // The run's configuration, with the truncation and the noise set the one safe way:

@@ -15,6 +15,7 @@
 #include "dpsgd/clipping/clip_config.hpp"
 #include "dpsgd/optim/dp_sgd.hpp"
 #include "dpsgd/optim/optimizer.hpp"
+#include "dpsgd/optim/sum_release.hpp"
 #include "dpsgd/sampling/poisson_sampler.hpp"
 
 namespace dpsgd {
@@ -42,6 +43,9 @@ struct TrainingRunConfig {
   nlohmann::json settings = nlohmann::json::object();
   // Reproducible runs for tests and research only; by default the seed comes from the OS CSPRNG.
   std::optional<std::uint64_t> seed;
+  // A statistic of the training set released once before training (release_sum), charged to the
+  // same ledger; the noise multiplier above must have been calibrated with it (plan_run does).
+  std::optional<SumRelease> release;
 };
 
 // One run: new, or resumed with every charged step still charged. All files are checked or created
@@ -88,6 +92,12 @@ class TrainingRun {
   // The batch of the next step (its capacity slots, mask marking padding).
   Batch next_batch() const { return sampler_->sample(dp_->next_step()); }
   // The checked DP step for that batch: records it in the ledger, then noises and applies it.
+  // The run's release (config.release) over the dataset_size training rows: on a new run computed,
+  // charged to the ledger (before anything is returned) and saved as release.json; on a resumed run
+  // the saved values, without reading a row (computing it again would reuse its noise). Throws
+  // dpsgd::Error if the ledger charged the release but its file is gone: start a new run then.
+  std::vector<double> release_sum(const RowSource& row);
+
   void step(std::span<float> params, std::span<float> gradient, const Batch& batch);
   // The same over several parameter tensors, each noised from its own stream.
   void step(std::span<const std::span<float>> params, std::span<const std::span<float>> gradients, const Batch& batch);
