@@ -84,18 +84,21 @@ using CblasSgemm = void (*)(int, int, int, int, int, int, float, const float*, i
                             int);
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 
-std::optional<Backend> cblas_backend(const char* name, const char* path, const char* set_threads_symbol) {
-  void* handle = open_library(path);
+// One CBLAS row-major call for a shape.
+Gemm cblas_gemm(CblasSgemm sgemm) {
+  return [sgemm](const Shape& s, const float* a, const float* b, float* c) {
+    sgemm(kRowMajor, s.trans_a ? kTrans : kNoTrans, s.trans_b ? kTrans : kNoTrans, s.m, s.n, s.k, 1.0f, a, lda_of(s), b,
+          ldb_of(s), 0.0f, c, s.n);
+  };
+}
+
+std::optional<Backend> openblas_backend() {
+  void* handle = open_library("libopenblas.so.0");
   if (handle == nullptr) return std::nullopt;
   const auto sgemm = reinterpret_cast<CblasSgemm>(dlsym(handle, "cblas_sgemm"));
-  const auto threads = reinterpret_cast<void (*)(int)>(dlsym(handle, set_threads_symbol));
+  const auto threads = reinterpret_cast<void (*)(int)>(dlsym(handle, "openblas_set_num_threads"));
   if (sgemm == nullptr) return std::nullopt;
-  return Backend{name,
-                 [sgemm](const Shape& s, const float* a, const float* b, float* c) {
-                   sgemm(kRowMajor, s.trans_a ? kTrans : kNoTrans, s.trans_b ? kTrans : kNoTrans, s.m, s.n, s.k, 1.0f,
-                         a, lda_of(s), b, ldb_of(s), 0.0f, c, s.n);
-                 },
-                 [threads](int t) {
+  return Backend{"OpenBLAS", cblas_gemm(sgemm), [threads](int t) {
                    omp_set_num_threads(t);
                    if (threads != nullptr) threads(t);
                  }};
@@ -108,12 +111,7 @@ std::optional<Backend> blis_backend() {
   const auto sgemm = reinterpret_cast<CblasSgemm>(dlsym(handle, "cblas_sgemm"));
   const auto threads = reinterpret_cast<void (*)(std::int64_t)>(dlsym(handle, "bli_thread_set_num_threads"));
   if (sgemm == nullptr || threads == nullptr) return std::nullopt;
-  return Backend{"BLIS",
-                 [sgemm](const Shape& s, const float* a, const float* b, float* c) {
-                   sgemm(kRowMajor, s.trans_a ? kTrans : kNoTrans, s.trans_b ? kTrans : kNoTrans, s.m, s.n, s.k, 1.0f,
-                         a, lda_of(s), b, ldb_of(s), 0.0f, c, s.n);
-                 },
-                 [threads](int t) {
+  return Backend{"BLIS", cblas_gemm(sgemm), [threads](int t) {
                    omp_set_num_threads(t);
                    threads(t);
                  }};
@@ -174,7 +172,7 @@ Backend libxsmm_backend() {
 
 std::vector<Backend> backends() {
   std::vector<Backend> all;
-  if (auto b = cblas_backend("OpenBLAS", "libopenblas.so.0", "openblas_set_num_threads")) all.push_back(*b);
+  if (auto b = openblas_backend()) all.push_back(*b);
   if (auto b = blis_backend()) all.push_back(*b);
   if (auto b = onednn_backend()) all.push_back(*b);
 #ifdef DPSGD_HAVE_LIBXSMM

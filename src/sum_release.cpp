@@ -29,8 +29,7 @@ nlohmann::json SumRelease::to_json() const {
   return {{"dimension", dimension}, {"clip_norm", clip_norm}, {"noise_multiplier", noise_multiplier}};
 }
 
-std::vector<double> noisy_clipped_sum(const SumRelease& release, std::int64_t count, const RowSource& row,
-                                      const NoiseKey& key) {
+std::vector<double> clipped_sum(const SumRelease& release, std::int64_t count, const RowSource& row) {
   release.validate();
   DPSGD_CHECK_ARG(count >= 1, "count must be >= 1, got " << count);
   DPSGD_CHECK_ARG(static_cast<bool>(row), "row must be a function");
@@ -54,6 +53,12 @@ std::vector<double> noisy_clipped_sum(const SumRelease& release, std::int64_t co
       factors(i, 0) = clip_factor(squared(i, 0), release.clip_norm, ClipMethod::kHard, 0.0, 1);
     accumulate_clipped_sum<double>(block, factors, 0, sum);
   }
+  return sum;
+}
+
+std::vector<double> noisy_clipped_sum(const SumRelease& release, std::int64_t count, const RowSource& row,
+                                      const NoiseKey& key) {
+  std::vector<double> sum = clipped_sum(release, count, row);
   add_gaussian_noise<double>(sum, release.noise_multiplier * release.clip_norm, key);
   return sum;
 }

@@ -17,6 +17,7 @@
 #include "dpsgd/core/detail/vector_ops.hpp"
 #include "dpsgd/core/error.hpp"
 #include "dpsgd/core/validate.hpp"
+#include "dpsgd/noise/gaussian_noise.hpp"
 #include "dpsgd/noise/secure_seed.hpp"
 #include "dpsgd/optim/checkpoint.hpp"
 
@@ -369,11 +370,13 @@ std::vector<double> TrainingRun::release_sum(const RowSource& row) {
                 " charged the release, but release.json is gone; it cannot be made again without reusing its "
                 "noise: start a new run");
   }
-  // Charged first (write-ahead), then computed with the stream the ledger hands out, from the noise
-  // seed at the one step index DpSgd never uses.
+  // The clipped sum first (bad rows are refused before anything is charged), then the charge
+  // (write-ahead), then the noise from the stream the ledger hands out, from the noise seed at the one
+  // step index DpSgd never uses; only then does anything leave this function.
+  std::vector<double> values = clipped_sum(release, config_.dataset_size, row);
   const std::uint32_t stream = ledger_.record_release(release.noise_multiplier);
   const NoiseKey key(dp_->noise_seed(), std::numeric_limits<std::uint64_t>::max(), stream);
-  std::vector<double> values = noisy_clipped_sum(release, config_.dataset_size, row, key);
+  add_gaussian_noise<double>(values, release.noise_multiplier * release.clip_norm, key);
   create_file_atomically(path, release_file_text(values));
   return values;
 }

@@ -207,6 +207,19 @@ TEST_F(RunReleases, ALostReleaseIsNotMadeAgainAndAChangedOneIsRefused) {
   EXPECT_EQ(resumed.ledger().releases().size(), 1u);
 }
 
+TEST_F(RunReleases, ARefusedRowChargesNothingAndTheReleaseCanStillBeMade) {
+  TrainingRun run(plan_run(request(false)), sgd());
+  const RowSource bad = [](std::int64_t i, std::span<double> out) {
+    RunReleases::row(i, out);
+    if (i == 17) out[1] = std::nan("");
+  };
+  EXPECT_THROW(run.release_sum(bad), InvalidArgument);
+  EXPECT_TRUE(run.ledger().releases().empty());
+  EXPECT_FALSE(fs::exists(dir_ / "run" / "release.json"));
+  EXPECT_EQ(run.release_sum(&RunReleases::row).size(), 3u);
+  EXPECT_EQ(run.ledger().releases().size(), 1u);
+}
+
 TEST_F(RunReleases, ARunWithoutAReleaseRefusesToMakeOne) {
   RunPlanRequest r = request(false);
   r.release.reset();

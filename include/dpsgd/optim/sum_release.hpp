@@ -32,10 +32,13 @@ struct SumRelease {
 // order, from the calling thread.
 using RowSource = std::function<void(std::int64_t index, std::span<double> row)>;
 
-// sum over index in [0, count) of clip(row(index)), plus noise from `key` (NoiseMode::kStandard). Each
+// sum over index in [0, count) of clip(row(index)), not yet noised (never release it as it is). Each
 // row's clip factor comes from an upper bound on its norm as summed here, rounding included (the dense
 // clipping route), so no example adds more than clip_norm. A row with NaN or inf is refused
 // (InvalidArgument naming the example), not dropped: a release is made once and must be right.
+std::vector<double> clipped_sum(const SumRelease& release, std::int64_t count, const RowSource& row);
+
+// clipped_sum plus noise from `key` (NoiseMode::kStandard): the release.
 std::vector<double> noisy_clipped_sum(const SumRelease& release, std::int64_t count, const RowSource& row,
                                       const NoiseKey& key);
 

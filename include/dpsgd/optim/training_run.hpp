@@ -92,8 +92,9 @@ class TrainingRun {
   // The batch of the next step (its capacity slots, mask marking padding).
   Batch next_batch() const { return sampler_->sample(dp_->next_step()); }
   // The checked DP step for that batch: records it in the ledger, then noises and applies it.
-  // The run's release (config.release) over the dataset_size training rows: on a new run computed,
-  // charged to the ledger (before anything is returned) and saved as release.json; on a resumed run
+  // The run's release (config.release) over the dataset_size training rows: on a new run computed
+  // (non-finite rows refused before any charge), charged to the ledger (before the noise is added and
+  // anything is returned) and saved as release.json; on a resumed run
   // the saved values, without reading a row (computing it again would reuse its noise). Throws
   // dpsgd::Error if the ledger charged the release but its file is gone: start a new run then.
   std::vector<double> release_sum(const RowSource& row);
