@@ -39,6 +39,7 @@ TrainingRunConfig plan_run(const RunPlanRequest& r) {
   c.settings = r.settings;
   c.seed = r.seed;
   c.release = r.release;
+  c.schedule = r.schedule;
   if (const auto stored = r.resume ? TrainingRun::definition_in(r.directory) : std::nullopt) {
     c.capacity = stored->value("capacity", std::int64_t{0});
     c.noise_multiplier = r.noise_multiplier.value_or(stored->value("noise_multiplier", 0.0));

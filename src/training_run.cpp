@@ -39,7 +39,9 @@ nlohmann::json definition_of(const TrainingRunConfig& c) {
       {"format", kFormat},      {"dataset_size", c.dataset_size},         {"sampling_rate", c.sampling_rate},
       {"capacity", c.capacity}, {"noise_multiplier", c.noise_multiplier}, {"clip_sensitivity", c.clip.sensitivity()},
       {"settings", c.settings}};
-  if (c.release) definition["release"] = c.release->to_json();  // absent: runs without one read as before
+  if (c.release) definition["release"] = c.release->to_json();   // absent: runs without one read as before
+  if (c.schedule.kind != LearningRateSchedule::Kind::kConstant)  // likewise
+    definition["learning_rate_schedule"] = {{"kind", c.schedule.name()}, {"final_factor", c.schedule.final_factor}};
   return definition;
 }
 
@@ -61,6 +63,7 @@ void validate(const TrainingRunConfig& c) {
   c.clip.validate();
   DPSGD_CHECK_ARG(c.steps >= 1, "steps must be >= 1, got " << c.steps);
   if (c.release) c.release->validate();
+  c.schedule.validate();
 }
 
 constexpr const char* kReleaseFormat = "dpsgd.sum_release";
@@ -382,12 +385,18 @@ std::vector<double> TrainingRun::release_sum(const RowSource& row) {
 }
 
 void TrainingRun::step(std::span<float> params, std::span<float> gradient, const Batch& batch) {
+  schedule_learning_rate();
   dp_->step(params, gradient, batch);
 }
 
 void TrainingRun::step(std::span<const std::span<float>> params, std::span<const std::span<float>> gradients,
                        const Batch& batch) {
+  schedule_learning_rate();
   dp_->step(params, gradients, batch);
+}
+
+void TrainingRun::schedule_learning_rate() {
+  dp_->optimizer().set_learning_rate_factor(config_.schedule.factor(dp_->next_step(), config_.steps));
 }
 
 void TrainingRun::checkpoint(std::span<const float> params, const nlohmann::json& extra) {

@@ -3,10 +3,12 @@
 
 #include <cmath>
 #include <limits>
+#include <numbers>
 #include <span>
 #include <vector>
 
 #include "dpsgd/optim/dp_sgd.hpp"
+#include "dpsgd/optim/learning_rate_schedule.hpp"
 
 namespace dpsgd {
 namespace {
@@ -41,6 +43,47 @@ TEST(Momentum, StateRoundTripContinuesIdentically) {
   a.update(pa, g);
   b.update(pb, g);
   EXPECT_EQ(pa, pb);
+}
+
+TEST(Optimizers, TheLearningRateFactorScalesEachUpdate) {
+  Sgd<double> sgd(0.5);
+  Momentum<double> momentum(0.5, 0.9);
+  std::vector<double> p{1.0}, q{1.0}, g{2.0};
+  sgd.set_learning_rate_factor(0.25);
+  sgd.update(p, g);
+  EXPECT_EQ(p[0], 1.0 - 0.25 * 0.5 * 2.0);
+  momentum.update(q, g);  // factor 1: v = 2, q = 1 - 1
+  momentum.set_learning_rate_factor(0.0);
+  momentum.update(q, g);  // factor 0: the velocity still accumulates (v = 3.8), q stays
+  EXPECT_EQ(q[0], 0.0);
+  momentum.set_learning_rate_factor(0.5);
+  momentum.update(q, g);  // v = 0.9 * 3.8 + 2 = 5.42
+  EXPECT_NEAR(q[0], -0.25 * 5.42, 1e-15);
+  for (const double bad : {-0.1, kNaN, std::numeric_limits<double>::infinity()})
+    EXPECT_THROW(sgd.set_learning_rate_factor(bad), InvalidArgument) << bad;
+  EXPECT_EQ(sgd.learning_rate_factor(), 0.25);  // a refused factor changes nothing
+}
+
+TEST(LearningRateSchedule, FactorsFollowTheirFormulas) {
+  using Kind = LearningRateSchedule::Kind;
+  const LearningRateSchedule constant{}, cosine{Kind::kCosine, 0.1}, linear{Kind::kLinear, 0.0};
+  for (const std::uint64_t step : {0u, 5u, 10u, 99u}) EXPECT_EQ(constant.factor(step, 11), 1.0);
+  EXPECT_EQ(cosine.factor(0, 11), 1.0);
+  EXPECT_NEAR(cosine.factor(5, 11), 0.55, 1e-15);  // the middle: half way to the final factor
+  EXPECT_NEAR(cosine.factor(1, 11), 0.1 + 0.9 * 0.5 * (1.0 + std::cos(std::numbers::pi / 10.0)), 1e-15);
+  EXPECT_NEAR(cosine.factor(10, 11), 0.1, 1e-15);  // the last planned step
+  EXPECT_NEAR(cosine.factor(25, 11), 0.1, 1e-15);  // past the plan: stays there
+  EXPECT_NEAR(linear.factor(4, 11), 0.6, 1e-15);
+  EXPECT_EQ(linear.factor(10, 11), 0.0);
+  EXPECT_EQ(linear.factor(0, 1), 1.0);               // a one-step plan takes its one step at the base rate
+  for (std::uint64_t step = 1; step < 11; ++step) {  // decreasing, within [final, 1]
+    EXPECT_LT(cosine.factor(step, 11), cosine.factor(step - 1, 11));
+    EXPECT_GE(cosine.factor(step, 11), 0.1 - 1e-15);
+  }
+  EXPECT_EQ(LearningRateSchedule::kind_named("--schedule", "cosine"), Kind::kCosine);
+  EXPECT_THROW(LearningRateSchedule::kind_named("--schedule", "exponential"), InvalidArgument);
+  for (const double bad : {-0.01, 1.5, kNaN})
+    EXPECT_THROW((LearningRateSchedule{Kind::kCosine, bad}.validate()), InvalidArgument) << bad;
 }
 
 TEST(Adam, MatchesTheBiasCorrectedFormula) {

@@ -275,6 +275,42 @@ TEST_F(TrainingRuns, StaleTemporaryFilesOfAKilledProcessAreRemovedOnResume) {
   EXPECT_TRUE(fs::exists(mine));
 }
 
+// Without noise each step moves a parameter by lr * factor(step) * gradient / (q N): the schedule's
+// factors, step by step, across a resume (the factor follows the step index, not a counter).
+TEST_F(TrainingRuns, AScheduleSetsEachStepsLearningRateAndSurvivesAResume) {
+  TrainingRunConfig c = config(TrainingRunConfig::Start::kNew);
+  c.noise_multiplier = 0.0;
+  c.steps = 10;
+  c.schedule = {LearningRateSchedule::Kind::kCosine, 0.0};
+  const auto moves = [&](TrainingRun& run, std::vector<float>& params, int steps) {
+    for (int s = 0; s < steps; ++s) {
+      const std::uint64_t step = run.next_step();
+      const float before = params[0];
+      train(run, params, 1);
+      const double expected = 0.1 * c.schedule.factor(step, c.steps) * 0.5 / 50.0;
+      EXPECT_NEAR(before - params[0], expected, 1e-6 * 0.1 * 0.5 / 50.0 + 1e-9) << "step " << step;
+    }
+  };
+  std::vector<float> params(4, 0.0f);
+  {
+    TrainingRun run(c, sgd());
+    moves(run, params, 4);
+    run.checkpoint(params);
+  }
+  c.start = TrainingRunConfig::Start::kResume;
+  {
+    TrainingRun run(c, sgd());
+    moves(run, params, 6);
+    EXPECT_TRUE(run.finished());
+  }
+  EXPECT_NEAR(params[0], -0.1 * 0.5 / 50.0 * 5.0, 1e-6);  // ten cosine factors from 1 to 0 sum to 5
+  TrainingRunConfig other = c;                            // the schedule is part of the run's definition
+  other.schedule = {LearningRateSchedule::Kind::kLinear, 0.0};
+  EXPECT_THROW(TrainingRun(other, sgd()), InvalidArgument);
+  other.schedule = {LearningRateSchedule::Kind::kCosine, 2.0};
+  EXPECT_THROW(TrainingRun(other, sgd()), InvalidArgument);
+}
+
 TEST_F(TrainingRuns, PlannedStepsAreValidated) {
   TrainingRunConfig none = config(TrainingRunConfig::Start::kNew);
   none.steps = 0;

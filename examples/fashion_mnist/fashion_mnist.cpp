@@ -22,6 +22,7 @@
 #include "dpsgd/core/stop_signal.hpp"
 #include "dpsgd/core/validate.hpp"
 #include "dpsgd/data/idx.hpp"
+#include "dpsgd/features/channel_whitening.hpp"
 #include "dpsgd/features/group_normalisation.hpp"
 #include "dpsgd/features/scattering_2d.hpp"
 #include "dpsgd/optim/optimizer.hpp"
@@ -52,6 +53,10 @@ struct Settings {
   double epsilon = 3.0, delta = 1e-5, ema = 0.0;
   // The DP feature statistics (--feature-stats-noise; 0: off) and their per-example clip norm.
   double feature_stats_noise = 0.0, feature_stats_clip = 160.0;
+  // The DP channel whitening (--whiten-noise; 0: off) and its eigenvalue floor.
+  double whiten_noise = 0.0, whiten_floor = 1.0;
+  // The learning rate's schedule over the planned steps (constant, cosine or linear to 0).
+  std::string learning_rate_schedule = "constant";
   bool no_privacy = false;
   std::int64_t train_subset = 0, validation = 0, scatter_groups = 27;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
@@ -66,6 +71,11 @@ struct Settings {
     if (feature_stats_noise > 0.0) {  // absent when off: runs made before the option resume as before
       settings["feature_stats_noise"] = feature_stats_noise;
       settings["feature_stats_clip"] = feature_stats_clip;
+    }
+    if (learning_rate_schedule != "constant") settings["learning_rate_schedule"] = learning_rate_schedule;
+    if (whiten_noise > 0.0) {
+      settings["whiten_noise"] = whiten_noise;
+      settings["whiten_floor"] = whiten_floor;
     }
     return settings;
   }
@@ -85,6 +95,13 @@ struct Options {
 // Defaults of the scattering heads (the pixel models' are in Settings and Options), chosen on the
 // validation split (docs/fashion_mnist.md).
 constexpr double kScatteringBatchSize = 8192, kScatteringLearningRate = 16, kScatteringEpochs = 40;
+// The noise multiplier of the channel whitening's release, on by default for the scattering heads:
+// this over the target epsilon (6 at epsilon 3), so the release keeps about the same share of the
+// budget at every epsilon (a Gaussian mechanism's epsilon falls as 1 / sigma).
+constexpr double kScatteringWhitenNoiseTimesEpsilon = 18;
+
+// The scattering features' channels for 28 x 28 images, J = 2, L = 8: 1 + 16 + 64.
+constexpr std::int64_t kScatteringChannels = 81;
 
 // Pixel statistics of the Fashion-MNIST training set (public constants of the data set).
 constexpr float kPixelMean = 0.2860f, kPixelStd = 0.3530f;
@@ -96,6 +113,10 @@ void apply_model_defaults(const CLI::App& app, Options& o) {
   if (app.count("--batch-size") == 0) o.s.batch_size = kScatteringBatchSize;
   if (app.count("--learning-rate") == 0) o.s.learning_rate = kScatteringLearningRate;
   if (app.count("--epochs") == 0) o.epochs = kScatteringEpochs;
+  // Whitening is a release, and a run makes at most one (--feature-stats-noise is the other); a
+  // distributed run cannot release yet, so there it stays off unless asked for (and then refused).
+  if (app.count("--whiten-noise") == 0 && o.s.feature_stats_noise == 0.0 && !o.distributed)
+    o.s.whiten_noise = kScatteringWhitenNoiseTimesEpsilon / o.s.epsilon;
 }
 
 // Parses the command line into `o`; returns an exit status when the program should stop now.
@@ -115,6 +136,15 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--feature-stats-clip", s.feature_stats_clip,
                  "clip norm of each example's (features, squared features) row in that release")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--whiten-noise", s.whiten_noise,
+                 "decorrelate the 81 scattering channels with a matrix from their second moments over the training "
+                 "set, released once with Gaussian noise of this multiplier and charged to the run's ledger (0: off; "
+                 "default 18 / epsilon for the scattering heads unless --feature-stats-noise or --distributed)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option(
+         "--whiten-floor", s.whiten_floor,
+         "added to every eigenvalue of the released channel moments before inverting (bounds the gain; default 1)")
       ->check(CLI::PositiveNumber);
   app.add_option("--validation", s.validation,
                  "hold out the last N training examples and report accuracy on them; the test set is not touched "
@@ -140,6 +170,9 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
   app.add_option("--learning-rate", s.learning_rate,
                  "learning rate (default 16 for the scattering heads, 4 for cnn and mlp)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--learning-rate-schedule", s.learning_rate_schedule,
+                 "constant (default), or cosine / linear decay to 0 over the planned steps")
+      ->check(CLI::IsMember({"constant", "cosine", "linear"}));
   app.add_option("--momentum", s.momentum, "heavy-ball momentum in [0, 1)")->check(CLI::Range(0.0, 0.999));
   app.add_option("--clip-norm", s.clip_norm, "per-example clip norm C")->check(CLI::PositiveNumber);
   app.add_flag("--no-privacy", s.no_privacy, "train the same model without clipping or noise");
@@ -250,12 +283,35 @@ DataSets load_data(const Options& o) {
   return data;
 }
 
-// The release of the DP feature statistics (--feature-stats-noise): per example the row (x, x^2) of
-// its F group-normalised features, so the noisy sums give every feature's mean and second moment.
-std::optional<dpsgd::SumRelease> feature_stats_release(const Settings& s, std::int64_t features) {
-  if (s.feature_stats_noise <= 0.0) return std::nullopt;
-  return dpsgd::SumRelease{
-      .dimension = 2 * features, .clip_norm = s.feature_stats_clip, .noise_multiplier = s.feature_stats_noise};
+// The run's one release of training-set statistics, if any (the scattering features' count `features`
+// is public). --feature-stats-noise: per example the row (x, x^2) of its group-normalised features, so
+// the noisy sums give every feature's mean and second moment. --whiten-noise: per example the upper
+// triangle of its channels' second-moment matrix (channel_moment_row), whose norm is at most ||x||^2 <=
+// `features` under group normalisation: that bound is the clip norm, so nothing is clipped.
+std::optional<dpsgd::SumRelease> statistics_release(const Settings& s, std::int64_t features) {
+  if (s.feature_stats_noise > 0.0)
+    return dpsgd::SumRelease{
+        .dimension = 2 * features, .clip_norm = s.feature_stats_clip, .noise_multiplier = s.feature_stats_noise};
+  if (s.whiten_noise > 0.0)
+    return dpsgd::SumRelease{.dimension = dpsgd::channel_moment_dimension(kScatteringChannels),
+                             .clip_norm = static_cast<double>(features),
+                             .noise_multiplier = s.whiten_noise};
+  return std::nullopt;
+}
+
+// Multiplies every pixel's 81 channels, in the three sets alike, by the whitening matrix of the
+// released channel moments (the run's release: computed and charged once, a resumed run's saved
+// values), so whitening costs nothing beyond its charge in the ledger.
+void whiten_features(const Settings& s, dpsgd_example::StepDriver& driver, DataSets& data) {
+  const RowMajorMatrix<float>& train = data.train.images;
+  const std::vector<double> sums = driver.release_sum([&](std::int64_t i, std::span<double> row) {
+    dpsgd::channel_moment_row({train.row(i).data(), static_cast<std::size_t>(train.cols())}, kScatteringChannels, row);
+  });
+  const double pixels = static_cast<double>(driver.run().config().dataset_size) *
+                        static_cast<double>(train.cols() / kScatteringChannels);  // public
+  const RowMajorMatrix<float> whitening = dpsgd::channel_whitening(sums, kScatteringChannels, pixels, s.whiten_floor);
+  for (dpsgd::LabelledImages* set : {&data.train, &data.validation, &data.test})
+    if (set->images.rows() > 0) dpsgd::whiten_channels(set->images, whitening);
 }
 
 // Standardises every feature of the three sets alike with the released statistics: (x - mean) /
@@ -305,7 +361,9 @@ dpsgd::TrainingRunConfig run_config(const Options& o, std::int64_t n, std::int64
                           .no_privacy = s.no_privacy,
                           .settings = s.to_json(),
                           .seed = o.seed,
-                          .release = feature_stats_release(s, features)});
+                          .release = statistics_release(s, features),
+                          .schedule = {.kind = dpsgd::LearningRateSchedule::kind_named("--learning-rate-schedule",
+                                                                                       s.learning_rate_schedule)}});
 }
 
 // The private training loop and what it shows: the run, the model, the data, the history it extends.
@@ -447,11 +505,16 @@ void report_releases(const Options& o, const dpsgd::TrainingRun& run, double del
   std::printf("releases:\n");
   std::printf("  model parameters after %lld charged steps: epsilon %.4f at delta %g (the ledger's total)\n",
               static_cast<long long>(run.ledger().steps()), run.epsilon(delta), delta);
-  if (!run.ledger().releases().empty())
+  if (!run.ledger().releases().empty() && o.s.feature_stats_noise > 0.0)
     std::printf(
         "  %s/release.json: every feature's noisy sum and sum of squares (noise multiplier %g, clip %g), "
         "charged in the same ledger and total\n",
         dir.c_str(), o.s.feature_stats_noise, o.s.feature_stats_clip);
+  if (!run.ledger().releases().empty() && o.s.whiten_noise > 0.0)
+    std::printf(
+        "  %s/release.json: the scattering channels' noisy second-moment matrix (noise multiplier %g, clip "
+        "the feature count), charged in the same ledger and total\n",
+        dir.c_str(), o.s.whiten_noise);
   std::printf("  %s/checkpoint.json: parameters at the last checkpoint, within the same total\n", dir.c_str());
   std::printf("  %s/ledger.json and run.json: the steps charged and the mechanism (public)\n", dir.c_str());
   std::printf("  not released: %s/seed (secret, owner-only)\n", dir.c_str());
@@ -460,7 +523,9 @@ void report_releases(const Options& o, const dpsgd::TrainingRun& run, double del
                 o.s.ema);
   if (Classifier::takes_scattering_features(o.s.model))
     std::printf("  scattering features and their group normalisation: per image, no statistic of the data set%s\n",
-                o.s.feature_stats_noise > 0.0 ? "; then standardised with the released statistics" : "");
+                o.s.feature_stats_noise > 0.0 ? "; then standardised with the released statistics"
+                : o.s.whiten_noise > 0.0      ? "; then whitened with the released channel moments"
+                                              : "");
   std::printf("  accuracy and held-out loss: %s only (not trained on), no privacy cost\n",
               o.s.validation > 0 ? "the validation split" : "test data");
   std::printf("  nothing computed from private batches (their loss, their realised sizes) was printed or saved\n");
@@ -533,6 +598,14 @@ void check_combinations(const Options& o) {
         o.s.model);
   if (o.s.feature_stats_noise > 0.0 && o.distributed)
     throw dpsgd::InvalidArgument("--feature-stats-noise is not available with --distributed yet");
+  if (o.s.whiten_noise > 0.0 && !Classifier::takes_scattering_features(o.s.model))
+    throw dpsgd::InvalidArgument(
+        "--whiten-noise whitens scattering channels: it needs --model scatter-linear or scatter-cnn, got --model " +
+        o.s.model);
+  if (o.s.whiten_noise > 0.0 && o.distributed)
+    throw dpsgd::InvalidArgument("--whiten-noise is not available with --distributed yet");
+  if (o.s.whiten_noise > 0.0 && o.s.feature_stats_noise > 0.0)
+    throw dpsgd::InvalidArgument("--whiten-noise and --feature-stats-noise: a run makes one release; choose one");
 }
 
 int run_main(Options& o, const dpsgd_example::TrainingProcess& process) {
@@ -543,6 +616,7 @@ int run_main(Options& o, const dpsgd_example::TrainingProcess& process) {
                               std::make_unique<dpsgd::Momentum<float>>(o.s.learning_rate, o.s.momentum),
                               [&](dpsgd_example::StepDriver& driver) {
                                 if (o.s.feature_stats_noise > 0.0) standardise_features(driver, data);
+                                if (o.s.whiten_noise > 0.0) whiten_features(o.s, driver, data);
                                 return train_and_report(o, driver, data, start);
                               });
 }

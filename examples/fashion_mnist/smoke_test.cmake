@@ -130,5 +130,29 @@ if(NOT rc EQUAL 0 OR NOT releases EQUAL 1 OR NOT released_before STREQUAL releas
                       "'${releases}':\n${out}\n${err}")
 endif()
 
+# The scattering head's default: its channels whitened with a released (and charged) second-moment
+# matrix; the release is listed, and the two releases together are refused with status 2.
+execute_process(COMMAND ${BINARY} --train-subset 2000 --batch-size 250 --seed 11 --epochs 1 --validation 500
+                        --learning-rate 2 --run-dir ${WORK_DIR}/run_whiten --metrics-out ${WORK_DIR}/whiten.json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "fashion_mnist with its default whitening failed (${rc}):\n${out}\n${err}")
+endif()
+file(READ ${WORK_DIR}/whiten.json metrics)
+string(JSON whiten_accuracy GET "${metrics}" validation_accuracy)
+file(READ ${WORK_DIR}/run_whiten/ledger.json ledger)
+string(JSON releases LENGTH "${ledger}" releases)
+string(FIND "${out}" "channels' noisy second-moment matrix" listed)
+if(whiten_accuracy LESS 0.5 OR NOT releases EQUAL 1 OR listed EQUAL -1 OR NOT EXISTS ${WORK_DIR}/run_whiten/release.json)
+  message(FATAL_ERROR "the default whitening was not released, charged and listed once (validation accuracy "
+                      "${whiten_accuracy}, ledger releases '${releases}'):\n${out}")
+endif()
+execute_process(COMMAND ${BINARY} --train-subset 2000 --whiten-noise 3 --feature-stats-noise 3
+                        --run-dir ${WORK_DIR}/run_two_releases RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+string(FIND "${err}" "a run makes one release" named)
+if(NOT rc EQUAL 2 OR named EQUAL -1 OR EXISTS ${WORK_DIR}/run_two_releases)
+  message(FATAL_ERROR "two releases in one run exited ${rc}, expected 2 with a reason and no run directory: ${err}")
+endif()
+
 message(STATUS "fashion_mnist smoke test passed: accuracy ${accuracy}, epsilon ${epsilon}, "
-               "scatter-linear validation accuracy ${scatter_accuracy}")
+               "scatter-linear validation accuracy ${scatter_accuracy}, whitened ${whiten_accuracy}")

@@ -55,6 +55,15 @@ class Optimizer {
     }
   }
   virtual std::string name() const = 0;
+  // Scales the learning rate of the following updates (a schedule's factor; TrainingRun sets it every
+  // step). Not part of state(): whoever schedules sets it again before each update. Throws
+  // InvalidArgument unless finite and >= 0.
+  void set_learning_rate_factor(double factor) {
+    if (!(std::isfinite(factor) && factor >= 0.0))
+      throw_invalid_value("learning_rate_factor", "finite and >= 0", factor);
+    learning_rate_factor_ = factor;
+  }
+  double learning_rate_factor() const { return learning_rate_factor_; }
   // The optimiser's state as a flat vector (for checkpoints) and back.
   virtual std::vector<double> state() const { return {}; }
   virtual void set_state(const std::vector<double>& state) {
@@ -72,6 +81,7 @@ class Optimizer {
     apply(params, gradient);
   }
   std::size_t size_ = 0;
+  double learning_rate_factor_ = 1.0;
 };
 
 template <typename Scalar>
@@ -85,7 +95,7 @@ class Sgd final : public Optimizer<Scalar> {
  protected:
   void apply(std::span<Scalar> params, std::span<const Scalar> gradient) override { apply_at(params, gradient, 0); }
   void apply_at(std::span<Scalar> params, std::span<const Scalar> gradient, std::size_t) override {
-    const auto lr = static_cast<Scalar>(learning_rate_);
+    const auto lr = static_cast<Scalar>(learning_rate_ * this->learning_rate_factor_);
     detail::for_each_chunk(params.size(), [&](std::size_t begin, std::size_t end) {
       for (std::size_t j = begin; j < end; ++j) params[j] -= lr * gradient[j];
     });
@@ -121,7 +131,7 @@ class Momentum final : public Optimizer<Scalar> {
     if (velocity_.empty()) velocity_.assign(total, Scalar{0});
   }
   void apply_at(std::span<Scalar> params, std::span<const Scalar> gradient, std::size_t offset) override {
-    const auto lr = static_cast<Scalar>(learning_rate_);
+    const auto lr = static_cast<Scalar>(learning_rate_ * this->learning_rate_factor_);
     const auto mu = static_cast<Scalar>(momentum_);
     Scalar* velocity = velocity_.data() + offset;
     const bool nesterov = nesterov_;
@@ -182,7 +192,8 @@ class Adam final : public Optimizer<Scalar> {
   void apply_at(std::span<Scalar> params, std::span<const Scalar> gradient, std::size_t offset) override {
     const double correction1 = 1.0 - std::pow(beta1_, static_cast<double>(steps_));
     const double correction2 = 1.0 - std::pow(beta2_, static_cast<double>(steps_));
-    const auto step_size = static_cast<Scalar>(learning_rate_ * std::sqrt(correction2) / correction1);
+    const auto step_size =
+        static_cast<Scalar>(learning_rate_ * this->learning_rate_factor_ * std::sqrt(correction2) / correction1);
     const auto b1 = static_cast<Scalar>(beta1_);
     const auto b2 = static_cast<Scalar>(beta2_);
     const auto eps = static_cast<Scalar>(epsilon_ * std::sqrt(correction2));

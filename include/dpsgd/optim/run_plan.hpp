@@ -28,6 +28,7 @@ struct RunPlanRequest {
   nlohmann::json settings = nlohmann::json::object();  // the program's settings (a resume must match)
   std::optional<std::uint64_t> seed;                   // reproducible runs only; default OS CSPRNG
   std::optional<SumRelease> release;  // a statistic released before training: calibrated together with it
+  LearningRateSchedule schedule{};    // the learning rate's factor per step (public: costs nothing)
 };
 
 // The run's configuration, with the truncation and the noise set the one safe way:

@@ -14,6 +14,7 @@
 #include "dpsgd/accounting/privacy_ledger.hpp"
 #include "dpsgd/clipping/clip_config.hpp"
 #include "dpsgd/optim/dp_sgd.hpp"
+#include "dpsgd/optim/learning_rate_schedule.hpp"
 #include "dpsgd/optim/optimizer.hpp"
 #include "dpsgd/optim/sum_release.hpp"
 #include "dpsgd/sampling/poisson_sampler.hpp"
@@ -46,6 +47,10 @@ struct TrainingRunConfig {
   // A statistic of the training set released once before training (release_sum), charged to the
   // same ledger; the noise multiplier above must have been calibrated with it (plan_run does).
   std::optional<SumRelease> release;
+  // The learning rate's factor at each step, set on the optimiser before every step from the step
+  // index and `steps` (so a resumed run continues the same schedule). Part of the run's definition
+  // when not constant.
+  LearningRateSchedule schedule{};
 };
 
 // One run: new, or resumed with every charged step still charged. All files are checked or created
@@ -121,6 +126,7 @@ class TrainingRun {
   TrainingRun(ReplicaTag, TrainingRunConfig config, const nlohmann::json& state, std::vector<float> parameters,
               std::unique_ptr<Optimizer<float>> optimizer);
   void start_stepping(std::unique_ptr<Optimizer<float>> optimizer);
+  void schedule_learning_rate();
   std::string file(const char* name) const;
   void create();
   void open_existing();
