@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <numbers>
 #include <string>
+#include <utility>
 
 #include "dpsgd/core/validate.hpp"
 
@@ -37,23 +38,21 @@ struct LearningRateSchedule {
   }
 
   std::string name() const {
-    switch (kind) {
-      case Kind::kCosine:
-        return "cosine";
-      case Kind::kLinear:
-        return "linear";
-      case Kind::kConstant:
-        break;
-    }
+    for (const auto& [k, n] : kNames)
+      if (k == kind) return n;
     return "constant";
   }
   // The kind named by name(); throws InvalidArgument naming `argument` for any other string.
   static Kind kind_named(const std::string& argument, const std::string& value) {
-    if (value == "constant") return Kind::kConstant;
-    if (value == "cosine") return Kind::kCosine;
-    if (value == "linear") return Kind::kLinear;
+    for (const auto& [k, n] : kNames)
+      if (value == n) return k;
     throw_invalid_value(argument, "one of constant, cosine, linear", value);
   }
+
+ private:
+  // One table for both directions of the kind <-> name mapping.
+  static constexpr std::pair<Kind, const char*> kNames[] = {
+      {Kind::kConstant, "constant"}, {Kind::kCosine, "cosine"}, {Kind::kLinear, "linear"}};
 };
 
 }  // namespace dpsgd
