@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <random>
+#include <tuple>
 
 #include "dpsgd/clipping/dense_clipping.hpp"
 #include "dpsgd/nn/conv2d.hpp"
@@ -170,6 +171,114 @@ TEST(Cnn, InputGradientMatchesCentralDifferences) {
       const double down = (pool.forward(x).array() * g.array()).sum();
       x(0, j) = saved;
       EXPECT_NEAR(back(0, j), (up - down) / 2e-7, 1e-6) << j;
+    }
+  }
+}
+
+struct ConvCase {
+  ImageShape input;
+  std::int64_t out_channels, kernel, stride, padding;
+};
+
+// Every geometry the run-wise im2col must handle: padding on one or both sides of a run, runs cut
+// to nothing, strides past the kernel, non-square images, one and several channels.
+const ConvCase kConvCases[] = {
+    {{7, 5, 1}, 2, 3, 1, 1},   {{9, 9, 3}, 2, 4, 2, 3}, {{6, 8, 2}, 3, 2, 3, 0},
+    {{28, 28, 1}, 4, 8, 2, 3}, {{5, 5, 2}, 2, 5, 1, 4}, {{4, 11, 3}, 1, 3, 2, 2},
+};
+
+// The convolution written out directly (no im2col): y[o] = bias[o] + sum over taps inside the image.
+RowMajorMatrix<double> direct_convolution(const ConvCase& k, const std::vector<double>& params,
+                                          const RowMajorMatrix<double>& x) {
+  const std::int64_t oh_count = (k.input.height + 2 * k.padding - k.kernel) / k.stride + 1;
+  const std::int64_t ow_count = (k.input.width + 2 * k.padding - k.kernel) / k.stride + 1;
+  const std::int64_t patch = k.kernel * k.kernel * k.input.channels;
+  RowMajorMatrix<double> y(x.rows(), oh_count * ow_count * k.out_channels);
+  for (Eigen::Index b = 0; b < x.rows(); ++b)
+    for (std::int64_t oh = 0; oh < oh_count; ++oh)
+      for (std::int64_t ow = 0; ow < ow_count; ++ow)
+        for (std::int64_t o = 0; o < k.out_channels; ++o) {
+          double sum = params[static_cast<std::size_t>(k.out_channels * patch + o)];
+          for (std::int64_t kh = 0; kh < k.kernel; ++kh)
+            for (std::int64_t kw = 0; kw < k.kernel; ++kw)
+              for (std::int64_t c = 0; c < k.input.channels; ++c) {
+                const std::int64_t ih = oh * k.stride - k.padding + kh, iw = ow * k.stride - k.padding + kw;
+                if (ih < 0 || ih >= k.input.height || iw < 0 || iw >= k.input.width) continue;
+                sum += params[static_cast<std::size_t>(o * patch + (kh * k.kernel + kw) * k.input.channels + c)] *
+                       x(b, (ih * k.input.width + iw) * k.input.channels + c);
+              }
+          y(b, (oh * ow_count + ow) * k.out_channels + o) = sum;
+        }
+  return y;
+}
+
+TEST(Cnn, ConvolutionMatchesDirectSumsAndItsAdjoint) {
+  std::mt19937_64 rng(31);
+  std::normal_distribution<double> normal;
+  for (const ConvCase& k : kConvCases) {
+    Conv2d<double> conv(k.input, k.out_channels, k.kernel, k.stride, k.padding);
+    std::vector<double> params(static_cast<std::size_t>(conv.num_parameters()));
+    for (double& v : params) v = normal(rng);
+    conv.bind(params.data());
+    RowMajorMatrix<double> x(3, k.input.size());
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = normal(rng);
+    const RowMajorMatrix<double> y = conv.forward(x);
+    const RowMajorMatrix<double> expected = direct_convolution(k, params, x);
+    ASSERT_EQ(y.cols(), expected.cols());
+    EXPECT_LT((y - expected).cwiseAbs().maxCoeff(), 1e-12) << k.input.height << "x" << k.input.width;
+    // col2im is the adjoint of im2col: <dy, J dx> = <J^T dy, dx>, with J dx = conv(dx) - conv(0).
+    RowMajorMatrix<double> dy(y.rows(), y.cols()), dx(x.rows(), x.cols());
+    for (Eigen::Index i = 0; i < dy.size(); ++i) dy.data()[i] = normal(rng);
+    for (Eigen::Index i = 0; i < dx.size(); ++i) dx.data()[i] = normal(rng);
+    const RowMajorMatrix<double> back = conv.backward(dy);
+    const RowMajorMatrix<double> j_dx =
+        direct_convolution(k, params, dx) - direct_convolution(k, params, RowMajorMatrix<double>::Zero(3, x.cols()));
+    const double lhs = (dy.array() * j_dx.array()).sum(), rhs = (back.array() * dx.array()).sum();
+    EXPECT_NEAR(lhs, rhs, 1e-10 * (std::abs(lhs) + 1)) << k.input.height << "x" << k.input.width;
+  }
+}
+
+TEST(Cnn, PoolingMatchesDirectWindowsAndSendsGradientToTheFirstMaximum) {
+  std::mt19937_64 rng(32);
+  for (PoolKind kind : {PoolKind::kMax, PoolKind::kAverage}) {
+    for (const auto& [shape, kernel, stride] :
+         {std::tuple{ImageShape{6, 6, 3}, 2, 1}, std::tuple{ImageShape{7, 5, 2}, 3, 2},
+          std::tuple{ImageShape{4, 9, 1}, 2, 3}}) {
+      Pool2d<double> pool(shape, kernel, stride, kind);
+      // Values from a small set, so windows hold ties and the first maximum matters.
+      RowMajorMatrix<double> x(2, shape.size());
+      for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<double>(rng() % 4);
+      const RowMajorMatrix<double> y = pool.forward(x);
+      const ImageShape out = pool.output_shape();
+      RowMajorMatrix<double> g(y.rows(), y.cols());
+      for (Eigen::Index i = 0; i < g.size(); ++i) g.data()[i] = static_cast<double>(i % 7) + 1;
+      const RowMajorMatrix<double> back = pool.backward(g);
+      RowMajorMatrix<double> expected_back = RowMajorMatrix<double>::Zero(x.rows(), x.cols());
+      for (Eigen::Index b = 0; b < x.rows(); ++b)
+        for (std::int64_t oh = 0; oh < out.height; ++oh)
+          for (std::int64_t ow = 0; ow < out.width; ++ow)
+            for (std::int64_t c = 0; c < shape.channels; ++c) {
+              double best = -1, sum = 0;
+              std::int64_t best_index = -1;
+              for (std::int64_t kh = 0; kh < kernel; ++kh)
+                for (std::int64_t kw = 0; kw < kernel; ++kw) {
+                  const std::int64_t i = ((oh * stride + kh) * shape.width + ow * stride + kw) * shape.channels + c;
+                  sum += x(b, i);
+                  if (x(b, i) > best) best = x(b, i), best_index = i;
+                }
+              const std::int64_t o = (oh * out.width + ow) * shape.channels + c;
+              const double area = static_cast<double>(kernel * kernel);
+              EXPECT_EQ(y(b, o), kind == PoolKind::kMax ? best : sum * (1.0 / area));
+              if (kind == PoolKind::kMax) {
+                expected_back(b, best_index) += g(b, o);
+                continue;
+              }
+              for (std::int64_t kh = 0; kh < kernel; ++kh)
+                for (std::int64_t kw = 0; kw < kernel; ++kw)
+                  expected_back(b, ((oh * stride + kh) * shape.width + ow * stride + kw) * shape.channels + c) +=
+                      g(b, o) * (1.0 / area);
+            }
+      EXPECT_LT((back - expected_back).cwiseAbs().maxCoeff(), 1e-12);
     }
   }
 }

@@ -1,6 +1,7 @@
 // nn::Conv2d: a convolution as im2col + Linear over the output positions, so ghost clipping covers it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "dpsgd/core/error.hpp"
@@ -51,31 +52,38 @@ class Conv2d final : public Layer<Scalar> {
                     "input must have " << in_.size() << " columns (H*W*C), got " << input.cols());
     batch_ = input.rows();
     const std::int64_t t = positions();
-    RowMajorMatrix<Scalar> columns = RowMajorMatrix<Scalar>::Zero(batch_ * t, linear_.in_features());
-    for_each_tap([&](std::int64_t b, std::int64_t position, std::int64_t tap, std::int64_t pixel) {
-      for (std::int64_t c = 0; c < in_.channels; ++c) {
-        columns(b * t + position, tap * in_.channels + c) = input(b, pixel * in_.channels + c);
-      }
-    });
+    const std::int64_t patch = linear_.in_features();
+    RowMajorMatrix<Scalar> columns(batch_ * t, patch);
+    for_each_run(
+        [&](std::int64_t b, std::int64_t position) {
+          Scalar* row = columns.data() + (b * t + position) * patch;
+          std::fill(row, row + patch, Scalar{0});  // taps in the zero padding
+        },
+        [&](std::int64_t b, std::int64_t position, std::int64_t column, std::int64_t element, std::int64_t count) {
+          const Scalar* from = input.data() + b * input.outerStride() + element;
+          std::copy(from, from + count, columns.data() + (b * t + position) * patch + column);
+        });
     const RowMajorMatrix<Scalar> out = linear_.forward(columns);
     return Eigen::Map<const RowMajorMatrix<Scalar>>(out.data(), batch_, t * out_channels_);
   }
 
   RowMajorMatrix<Scalar> backward(const ConstRowsRef<Scalar>& output_grad) override {
     const std::int64_t t = positions();
-    DPSGD_CHECK_ARG(output_grad.rows() == batch_ && output_grad.cols() == t * out_channels_,
-                    "output_grad must be " << batch_ << " x " << t * out_channels_ << ", got " << output_grad.rows()
-                                           << " x " << output_grad.cols());
-    const RowMajorMatrix<Scalar> contiguous = output_grad;
-    const RowMajorMatrix<Scalar> column_grads =
-        linear_.backward(Eigen::Map<const RowMajorMatrix<Scalar>>(contiguous.data(), batch_ * t, out_channels_));
+    const RowMajorMatrix<Scalar> column_grads = linear_.backward(positions_as_rows(output_grad));
     RowMajorMatrix<Scalar> input_grad = RowMajorMatrix<Scalar>::Zero(batch_, in_.size());
-    for_each_tap([&](std::int64_t b, std::int64_t position, std::int64_t tap, std::int64_t pixel) {
-      for (std::int64_t c = 0; c < in_.channels; ++c) {
-        input_grad(b, pixel * in_.channels + c) += column_grads(b * t + position, tap * in_.channels + c);
-      }
-    });
+    const std::int64_t patch = linear_.in_features();
+    for_each_run(
+        [](std::int64_t, std::int64_t) {},
+        [&](std::int64_t b, std::int64_t position, std::int64_t column, std::int64_t element, std::int64_t count) {
+          const Scalar* from = column_grads.data() + (b * t + position) * patch + column;
+          Scalar* to = input_grad.data() + b * in_.size() + element;
+          for (std::int64_t i = 0; i < count; ++i) to[i] += from[i];
+        });
     return input_grad;
+  }
+
+  void backward_parameters_only(const ConstRowsRef<Scalar>& output_grad) override {
+    linear_.backward_parameters_only(positions_as_rows(output_grad));  // no col2im
   }
 
   void accumulate_squared_norms(std::int64_t batch, SquaredNorms& norms, int group) const override {
@@ -87,6 +95,18 @@ class Conv2d final : public Layer<Scalar> {
   }
 
  private:
+  // The output gradient (one row of positions x out_channels per example) as one row per
+  // (example, position), the rows of the im2col product.
+  RowMajorMatrix<Scalar> positions_as_rows(const ConstRowsRef<Scalar>& output_grad) const {
+    const std::int64_t t = positions();
+    DPSGD_CHECK_ARG(output_grad.rows() == batch_ && output_grad.cols() == t * out_channels_,
+                    "output_grad must be " << batch_ << " x " << t * out_channels_ << ", got " << output_grad.rows()
+                                           << " x " << output_grad.cols());
+    RowMajorMatrix<Scalar> rows(batch_ * t, out_channels_);
+    Eigen::Map<RowMajorMatrix<Scalar>>(rows.data(), batch_, t * out_channels_) = output_grad;
+    return rows;
+  }
+
   static std::int64_t checked_patch_size(ImageShape input, std::int64_t kernel) {
     DPSGD_CHECK_ARG(
         input.height >= 1 && input.width >= 1 && input.channels >= 1,
@@ -99,23 +119,33 @@ class Conv2d final : public Layer<Scalar> {
     return out_channels;
   }
 
-  // Calls visit(example, output position, kernel tap, input pixel) for every tap inside the image.
-  // Examples are independent (each writes only its own rows), so they run in parallel.
-  template <typename Visit>
-  void for_each_tap(Visit&& visit) const {
+  // For every example and output position, calls begin_row(example, position), then
+  // visit(example, position, first im2col column, first input element, count) once per kernel row
+  // that lies inside the image, for the run of its taps inside the image. In NHWC order such a run
+  // is contiguous both in the input row and in the im2col row, so it moves as one block of count
+  // values (copying tap by tap cost half the time of a CNN step). The runs come in the order
+  // (position, kernel row, kernel column) of a tap-by-tap loop, so col2im adds its terms to each
+  // input element in that order. Examples are independent (each writes only its own rows), so they
+  // run in parallel.
+  template <typename BeginRow, typename Visit>
+  void for_each_run(BeginRow&& begin_row, Visit&& visit) const {
     const ImageShape out = output_shape();
+    const std::int64_t channels = in_.channels;
 #pragma omp parallel for schedule(static) if (batch_ * out.height * out.width * kernel_ * kernel_ > 32768)
     for (std::int64_t b = 0; b < batch_; ++b) {
       for (std::int64_t oh = 0; oh < out.height; ++oh) {
         for (std::int64_t ow = 0; ow < out.width; ++ow) {
+          const std::int64_t position = oh * out.width + ow;
+          begin_row(b, position);
+          const std::int64_t left = ow * stride_ - padding_;  // input column of kernel column 0
+          const std::int64_t first = std::max<std::int64_t>(0, -left);
+          const std::int64_t last = std::min<std::int64_t>(kernel_, in_.width - left);  // exclusive
+          if (first >= last) continue;
           for (std::int64_t kh = 0; kh < kernel_; ++kh) {
             const std::int64_t ih = oh * stride_ - padding_ + kh;
             if (ih < 0 || ih >= in_.height) continue;
-            for (std::int64_t kw = 0; kw < kernel_; ++kw) {
-              const std::int64_t iw = ow * stride_ - padding_ + kw;
-              if (iw < 0 || iw >= in_.width) continue;
-              visit(b, oh * out.width + ow, kh * kernel_ + kw, ih * in_.width + iw);
-            }
+            visit(b, position, (kh * kernel_ + first) * channels, (ih * in_.width + left + first) * channels,
+                  (last - first) * channels);
           }
         }
       }

@@ -51,6 +51,10 @@ class Layer : public ParameterBlock<Scalar> {
   virtual RowMajorMatrix<Scalar> forward(const ConstRowsRef<Scalar>& input) = 0;
   // Returns dL/d input from dL/d output, both per example (not averaged over the batch).
   virtual RowMajorMatrix<Scalar> backward(const ConstRowsRef<Scalar>& output_grad) = 0;
+  // backward() where nothing needs dL/d input (the model's first layer): keeps what the gradient
+  // functions need and may skip the input gradient, which for a first linear layer is a quarter of
+  // a step's arithmetic. Layers without that shortcut run backward() and drop its result.
+  virtual void backward_parameters_only(const ConstRowsRef<Scalar>& output_grad) { backward(output_grad); }
 };
 
 }  // namespace dpsgd::nn

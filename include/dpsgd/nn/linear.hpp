@@ -96,12 +96,15 @@ class Linear : public Layer<Scalar> {
 
   // Returns dL/d input; keeps dL/d output for the gradient functions below.
   RowMajorMatrix<Scalar> backward(const ConstRowsRef<Scalar>& output_grad) override {
+    backward_parameters_only(output_grad);
+    return output_grad * weight();
+  }
+  void backward_parameters_only(const ConstRowsRef<Scalar>& output_grad) override {
     DPSGD_CHECK_ARG(output_grad.rows() == rows_ && output_grad.cols() == out_,
                     "output_grad must be " << rows_ << " x " << out_ << ", got " << output_grad.rows() << " x "
                                            << output_grad.cols());
     if (weight_trainable_ || bias_trainable_) output_grad_ = output_grad;
     rows_batch_ = 0;
-    return output_grad * weight();
   }
 
   // Squared norms of this layer's per-example gradients (of its trainable parts) into column `group`:

@@ -81,7 +81,7 @@ class Sequential {
     for (std::size_t k = layers_.size() - 1; k-- > 0;) {
       if (k == 0 && layers_[0]->num_parameters() > 0) {
         // The input gradient of the first layer is never used; its own factors are all it needs.
-        layers_[0]->backward(g);
+        layers_[0]->backward_parameters_only(g);
         break;
       }
       g = layers_[k]->backward(g);
