@@ -61,6 +61,24 @@ void expect_gradient_matches_central_differences(Sequential<double>& model, cons
   }
 }
 
+// Sequential::backward skips what no gradient needs: the input gradient of the first layer with
+// parameters, and the layers before it. A single-layer model and one that starts with a
+// parameter-free layer must still get every gradient right.
+TEST(Sequential, GradientsWhenTheFirstParameterisedLayerIsLastOrNotFirst) {
+  const Problem p = random_problem(12, 8, 5, 3);
+  Sequential<double> single;
+  single.add<Linear<double>>(5, 3, true);
+  single.finalize(43);
+  expect_gradient_matches_central_differences(single, p);
+  Sequential<double> leading_activation;
+  leading_activation.add<Activation<double>>(ActivationKind::kTanh);
+  leading_activation.add<Linear<double>>(5, 4, true);
+  leading_activation.add<Activation<double>>(ActivationKind::kTanh);
+  leading_activation.add<Linear<double>>(4, 3, true);
+  leading_activation.finalize(44);
+  expect_gradient_matches_central_differences(leading_activation, p);
+}
+
 class MlpFiniteDifference : public ::testing::TestWithParam<ActivationKind> {};
 
 TEST_P(MlpFiniteDifference, GradientMatchesCentralDifferences) {

@@ -1,6 +1,7 @@
 // nn::Sequential: a chain of layers over one flat parameter buffer, with ghost-clipped private gradients.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -77,15 +78,19 @@ class Sequential {
     check_finalized();
     DPSGD_CHECK_ARG(output_grads.rows() == batch_,
                     "output_grads must have " << batch_ << " rows, got " << output_grads.rows());
-    RowMajorMatrix<Scalar> g = layers_.back()->backward(output_grads);
-    for (std::size_t k = layers_.size() - 1; k-- > 0;) {
-      if (k == 0 && layers_[0]->num_parameters() > 0) {
-        // The input gradient of the first layer is never used; its own factors are all it needs.
-        layers_[0]->backward_parameters_only(g);
-        break;
-      }
-      g = layers_[k]->backward(g);
+    // Layers before the first one with parameters need no gradient, and nothing needs that layer's
+    // input gradient: its own factors are all it needs.
+    const auto first = static_cast<std::size_t>(
+        std::find_if(layers_.begin(), layers_.end(), [](const auto& layer) { return layer->num_parameters() > 0; }) -
+        layers_.begin());
+    if (first == layers_.size()) return;
+    if (first + 1 == layers_.size()) {
+      layers_[first]->backward_parameters_only(output_grads);
+      return;
     }
+    RowMajorMatrix<Scalar> g = layers_.back()->backward(output_grads);
+    for (std::size_t k = layers_.size() - 1; k-- > first + 1;) g = layers_[k]->backward(g);
+    layers_[first]->backward_parameters_only(g);
   }
 
   // gradient += sum_i c_i grad_i after forward() and backward(). config has one group (flat
