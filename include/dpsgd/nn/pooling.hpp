@@ -28,7 +28,9 @@ class Pool2d final : public Layer<Scalar> {
     DPSGD_CHECK_ARG(stride >= 1, "stride must be >= 1, got " << stride);
     DPSGD_CHECK_ARG(kind == PoolKind::kMax || kind == PoolKind::kAverage,
                     "kind must be PoolKind::kMax or kAverage, got " << static_cast<int>(kind));
-    for_each_window_tap(0, 0, [&](std::int64_t element, std::int64_t) { tap_offsets_.push_back(element); });
+    for (std::int64_t kh = 0; kh < kernel; ++kh) {
+      for (std::int64_t kw = 0; kw < kernel; ++kw) tap_offsets_.push_back(tap_element(0, 0, kh, kw));
+    }
   }
 
   ImageShape output_shape() const {
@@ -56,9 +58,10 @@ class Pool2d final : public Layer<Scalar> {
             continue;
           }
           std::fill(window, window + in_.channels, Scalar{0});
-          for_each_window_tap(oh, ow, [&](std::int64_t index, std::int64_t) {
-            for (std::int64_t c = 0; c < in_.channels; ++c) window[c] += x[index + c];
-          });
+          const Scalar* corner = x + tap_element(oh, ow, 0, 0);
+          for (const std::int64_t offset : tap_offsets_) {
+            for (std::int64_t c = 0; c < in_.channels; ++c) window[c] += corner[offset + c];
+          }
           for (std::int64_t c = 0; c < in_.channels; ++c) window[c] *= inv_area;
         }
       }
@@ -94,9 +97,10 @@ class Pool2d final : public Layer<Scalar> {
       for (std::int64_t oh = 0; oh < out.height; ++oh) {
         for (std::int64_t ow = 0; ow < out.width; ++ow) {
           const Scalar* window_grad = g + (oh * out.width + ow) * channels;
-          for_each_window_tap(oh, ow, [&](std::int64_t index, std::int64_t) {
-            for (std::int64_t c = 0; c < channels; ++c) dx[index + c] += window_grad[c] * inv_area;
-          });
+          Scalar* corner = dx + tap_element(oh, ow, 0, 0);
+          for (const std::int64_t offset : tap_offsets_) {
+            for (std::int64_t c = 0; c < channels; ++c) corner[offset + c] += window_grad[c] * inv_area;
+          }
         }
       }
     }
@@ -128,15 +132,6 @@ class Pool2d final : public Layer<Scalar> {
   // The first input element (channel 0) of tap (kh, kw) of output (oh, ow)'s window.
   std::int64_t tap_element(std::int64_t oh, std::int64_t ow, std::int64_t kh, std::int64_t kw) const {
     return ((oh * stride_ + kh) * in_.width + (ow * stride_ + kw)) * in_.channels;
-  }
-
-  // Calls visit(tap_element, kh * kernel + kw) for the taps of output (oh, ow)'s window in
-  // row-major order.
-  template <typename Visit>
-  void for_each_window_tap(std::int64_t oh, std::int64_t ow, Visit&& visit) const {
-    for (std::int64_t kh = 0; kh < kernel_; ++kh) {
-      for (std::int64_t kw = 0; kw < kernel_; ++kw) visit(tap_element(oh, ow, kh, kw), kh * kernel_ + kw);
-    }
   }
 
   ImageShape in_;
